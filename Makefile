@@ -1,0 +1,48 @@
+# labnotes: two entry points, each sets up its own virtual environment first.
+#   make serve   install everything, build the site and serve it on http://127.0.0.1:8000
+#   make test    install everything, then run the whole test suite (offline, CPU)
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+STAMP   = $(VENV)/.labnotes-installed
+
+.PHONY: install serve build test notebooks clean site-deps
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# A bare torch requirement would pull a multi-GB CUDA build: take the local CPU wheel first.
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[test,docs]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: install
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) site build
+
+# ---- site (owner: site helper) ----------------------------------------------------------
+# KaTeX (math) and iframe-worker (search from file://) come from the npm registry at build
+# time, pinned by package-lock.json; node_modules/ is never committed.
+NODE_STAMP = node_modules/.labnotes-installed
+MKDOCS     = NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $(NODE_STAMP)
+
+# Everything the site and its tests need: the venv, node_modules, and Chromium for the browser tests.
+site-deps: install $(NODE_STAMP)
+	sh scripts/install_browser.sh
+
+build: install $(NODE_STAMP)
+	$(MKDOCS) build --strict
+
+serve: build
+	$(MKDOCS) serve -a 127.0.0.1:8000
+
+notebooks: install
+	$(PY) scripts/sync_notebooks.py

@@ -1,0 +1,3 @@
+from labnotes.cli import main
+
+raise SystemExit(main())

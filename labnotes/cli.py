@@ -1,0 +1,196 @@
+"""The `labnotes` command line: list | train | experiment | eval | bench."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import json
+import sys
+import typing
+from pathlib import Path
+from typing import Any, NoReturn
+
+import labnotes
+from labnotes.training import CheckpointError, Paper, SettingError, apply_settings
+
+EXIT_USAGE = 2
+EXIT_ERROR = 1
+
+
+def papers() -> dict[str, Paper]:
+    found = {}
+    for module_name in labnotes.PAPERS:
+        paper = importlib.import_module(f"labnotes.{module_name}").PAPER
+        found[paper.name] = paper
+    return found
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error also lists the valid choices and options."""
+
+    def error(self, message: str) -> NoReturn:
+        options = sorted(o for action in self._actions for o in action.option_strings if o.startswith("--"))
+        hint = f"\nvalid options: {', '.join(options)}" if options else ""
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}{hint}\n")
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="labnotes", description=labnotes.__doc__)
+    parser.add_argument("--version", action="version", version=f"labnotes {labnotes.__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    commands.add_parser("list", help="list the papers")
+
+    train = commands.add_parser("train", help="train one paper's model")
+    train.add_argument("paper")
+    add_run_options(train)
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+
+    experiment = commands.add_parser("experiment", help="run a paper's experiment and store its results")
+    experiment.add_argument("paper")
+    experiment.add_argument("--out", type=Path, help="where to write (default docs/results/<paper>)")
+    experiment.add_argument("--quick", action="store_true", help="a few steps only, to check it runs")
+    experiment.add_argument("--no-progress", action="store_true")
+
+    evaluate = commands.add_parser("eval", help="evaluate a trained run on its validation split")
+    evaluate.add_argument("paper")
+    evaluate.add_argument("--checkpoint", type=Path, required=True, help="a run folder written by `labnotes train`")
+    evaluate.add_argument("--device", default="auto")
+
+    bench = commands.add_parser("bench", help="training throughput against a Hugging Face reference")
+    bench.add_argument("paper")
+    bench.add_argument("--steps", type=int, default=10, help="timed steps per round")
+    bench.add_argument("--rounds", type=int, default=3, help="interleaved rounds of both models")
+    bench.add_argument("--device", default="auto")
+    bench.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    parser.subcommands = dict(commands.choices)  # so that an unknown option is reported by its command
+    return parser
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", help="a .txt file, a folder of .txt files, or a download name")
+    parser.add_argument("--steps", type=int)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--seq-len", type=int)
+    parser.add_argument("--out", type=Path, help="run folder (default runs/<paper>)")
+    parser.add_argument("--device", help="auto (default), cpu, cuda, mps")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="any configuration field, e.g. --set model.dim=256 (repeatable)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def pick_paper(parser: Parser, name: str) -> Paper:
+    known = papers()
+    if name not in known:
+        parser.exit(EXIT_USAGE, f"labnotes: error: unknown paper {name!r}; valid papers: {', '.join(known)}\n")
+    return known[name]
+
+
+def configure(paper: Paper, args: argparse.Namespace) -> Any:
+    config = paper.default_config()
+    flags = {"data": args.data, "steps": args.steps, "batch_size": args.batch_size, "seq_len": args.seq_len,
+             "device": args.device, "seed": args.seed}
+    assignments = [f"{key}={value}" for key, value in flags.items() if value is not None]
+    if args.no_progress:
+        assignments.append("progress=false")
+    return apply_settings(config, [*assignments, *args.set])
+
+
+def config_from_dict(kind: type, values: dict[str, Any]) -> Any:
+    hints = typing.get_type_hints(kind)
+    kwargs = {}
+    for item in dataclasses.fields(kind):
+        if item.name in values:
+            value = values[item.name]
+            hint = hints[item.name]
+            kwargs[item.name] = config_from_dict(hint, value) if dataclasses.is_dataclass(hint) else value
+    return kind(**kwargs)
+
+
+def command_train(parser: Parser, args: argparse.Namespace) -> int:
+    from labnotes.training import train
+
+    paper = pick_paper(parser, args.paper)
+    config = configure(paper, args)
+    out = args.out or Path("runs") / paper.name
+    task = paper.build_task(config)
+    summary = train(task, config.train, out, resume=args.resume)
+    print(json.dumps(summary, indent=2))
+    print(f"wrote {out}/summary.json, {out}/metrics.jsonl, {out}/model.safetensors and {out}/checkpoints/")
+    return 0
+
+
+def command_experiment(parser: Parser, args: argparse.Namespace) -> int:
+    paper = pick_paper(parser, args.paper)
+    if paper.experiment is None:
+        parser.exit(EXIT_USAGE, f"labnotes: error: {paper.name} has no experiment yet\n")
+    out = args.out or Path("docs") / "results" / paper.name
+    paper.experiment(out, quick=args.quick, progress=not args.no_progress)
+    command = "labnotes experiment " + paper.name + (" --quick" if args.quick else "")
+    (out / "command.txt").write_text(command + "\n")
+    print(f"wrote {out}/")
+    return 0
+
+
+def command_eval(parser: Parser, args: argparse.Namespace) -> int:
+    from labnotes.training import load_checkpoint, run_evaluation, pick_device, pick_precision
+
+    paper = pick_paper(parser, args.paper)
+    folder = args.checkpoint
+    try:
+        saved = json.loads((folder / "config.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{folder} is not a labnotes run folder ({error}); pass the --out of a "
+                              "`labnotes train` run") from None
+    if saved.get("paper") != paper.name:
+        raise CheckpointError(f"{folder} holds a {saved.get('paper')!r} run, not {paper.name!r}")
+    config = config_from_dict(type(paper.default_config()), {**saved["settings"], "train": saved["train"]})
+    task = paper.build_task(config)
+    checkpoint = folder / "checkpoints" / (folder / "checkpoints" / "latest").read_text().strip()
+    load_checkpoint(checkpoint, task=task, model=task.model, optimizer=None, config=None)
+    device = pick_device(args.device)
+    task.model.to(device)
+    print(json.dumps(run_evaluation(task, task.model, device, pick_precision(device)), indent=2))
+    return 0
+
+
+def command_bench(parser: Parser, args: argparse.Namespace) -> int:
+    from labnotes.bench import run_benchmark
+
+    pick_paper(parser, args.paper)
+    result = run_benchmark(args.paper, steps=args.steps, rounds=args.rounds, device=args.device, threads=args.threads)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from labnotes.data import CorpusError
+
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        parser.subcommands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+    try:
+        if args.command == "list":
+            for paper in papers().values():
+                print(f"{paper.name:<12} {paper.title}  (arXiv:{paper.arxiv})")
+            return 0
+        handler = {"train": command_train, "experiment": command_experiment, "eval": command_eval,
+                   "bench": command_bench}[args.command]
+        return handler(parser, args)
+    except SettingError as error:
+        print(f"labnotes: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except (CheckpointError, CorpusError, ValueError, OSError) as error:
+        print(f"labnotes: error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("labnotes: interrupted; resume with --resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

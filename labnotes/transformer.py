@@ -1,0 +1,291 @@
+"""The Transformer encoder.
+
+The one bidirectional Transformer that every paper page builds on: embeddings, pre-LayerNorm
+blocks, attention that takes any mask, and a language-model head tied to the input embedding.
+
+"""
+
+# %% [markdown]
+# Every objective on this site trains the same network: a stack of Transformer blocks
+# (Vaswani et al., 2017, arXiv:1706.03762) that reads a whole sequence at once and gives
+# every position a vector that depends on every other position. BERT (arXiv:1810.04805, §3)
+# calls it a *bidirectional* encoder. The papers differ in what goes in (which tokens are
+# hidden or replaced) and what comes out (which head, which loss), not in this page.
+#
+# We write it once, small and explicit, so that a paper page only has to say what is new.
+# Shapes: `B` batch, `T` sequence length, `D` model width, `H` heads, `V` vocabulary.
+
+# %%
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+# %% [markdown]
+# ## Configuration
+#
+# The defaults are sized so that a 2-core CPU
+# trains it in minutes: 2 layers, width 128, 2 heads, a feed-forward layer 4× wider. BERT-Base
+# is the same network with `layers=12, dim=768, heads=12, ffn_dim=3072` (BERT §3).
+# `num_segments=2` adds BERT's segment embedding for sentence-pair inputs (NSP, SOP).
+
+# %%
+@dataclass
+class EncoderConfig:
+    vocab_size: int = 8192
+    max_len: int = 128  # longest sequence the position table covers
+    dim: int = 128
+    layers: int = 2
+    heads: int = 2
+    ffn_dim: int = 512
+    dropout: float = 0.1
+    num_segments: int = 0  # 0: no segment embedding; 2: sentence A / sentence B
+
+    def __post_init__(self) -> None:
+        if self.dim % self.heads != 0:
+            raise ValueError(f"dim={self.dim} must be divisible by heads={self.heads}")
+
+
+# %% [markdown]
+# ## Embeddings
+#
+# A token becomes the sum of three learned vectors: what it is (token embedding), where it
+# is (position embedding, learned as in BERT rather than sinusoidal), and, for sentence
+# pairs, which segment it belongs to:
+#
+# $$x_t = E[w_t] + P[t] + S[s_t].$$
+#
+# Attention itself ignores order, so $P$ is the only thing that tells position 3 from
+# position 30.
+
+# %%
+class Embeddings(nn.Module):
+    def __init__(self, config: EncoderConfig) -> None:
+        super().__init__()
+        self.token = nn.Embedding(config.vocab_size, config.dim)
+        self.position = nn.Embedding(config.max_len, config.dim)
+        self.segment = nn.Embedding(config.num_segments, config.dim) if config.num_segments else None
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, input_ids: Tensor, segment_ids: Tensor | None = None) -> Tensor:
+        seq_len = input_ids.shape[1]
+        if seq_len > self.position.num_embeddings:
+            raise ValueError(
+                f"sequence length {seq_len} exceeds max_len={self.position.num_embeddings}; "
+                "raise EncoderConfig.max_len"
+            )
+        positions = torch.arange(seq_len, device=input_ids.device)
+        x = self.token(input_ids) + self.position(positions)  # [B, T, D]
+        if self.segment is not None:
+            if segment_ids is None:
+                segment_ids = torch.zeros_like(input_ids)
+            x = x + self.segment(segment_ids)
+        return self.dropout(x)
+
+
+# %% [markdown]
+# ## Attention with any mask
+#
+# Each head compares a query $q_i$ with every key $k_j$ and mixes the values by the
+# softmax of the scores:
+#
+# $$\mathrm{Attention}(Q, K, V) = \mathrm{softmax}\!\left(\frac{QK^\top}{\sqrt{d_h}} + M\right) V,$$
+#
+# where $M_{ij} = 0$ if position $i$ may look at position $j$ and $-\infty$ otherwise.
+# Two kinds of mask meet here. The **padding mask** `[B, T]` hides `[PAD]` keys, so a batch of
+# sequences of different lengths gives each sequence the output it would have alone. The
+# **attention mask** `[B, T, T]` is any per-example pattern: XLNet's permutation order and
+# UniLM's left-to-right and prefix masks are just different $M$ (arXiv:1906.08237 §2.3;
+# arXiv:1905.03197 §2). We combine both into one boolean mask and hand it to PyTorch's fused
+# `scaled_dot_product_attention`, which picks the fastest kernel for the device.
+#
+# A query row that may see *nothing* would make the softmax divide by zero (NaN). We let such
+# rows attend everywhere and then zero their output, so a fully hidden position carries no
+# information rather than garbage.
+
+# %%
+class SelfAttention(nn.Module):
+    def __init__(self, config: EncoderConfig) -> None:
+        super().__init__()
+        self.heads = config.heads
+        self.qkv = nn.Linear(config.dim, 3 * config.dim)
+        self.out = nn.Linear(config.dim, config.dim)
+        self.dropout = config.dropout
+
+    def forward(self, x: Tensor, allowed: Tensor | None) -> Tensor:
+        batch, seq_len, dim = x.shape
+        q, k, v = self.qkv(x).split(dim, dim=-1)  # each [B, T, D]
+        # [B, T, D] -> [B, H, T, D/H]
+        q, k, v = (t.view(batch, seq_len, self.heads, -1).transpose(1, 2) for t in (q, k, v))
+        empty_rows = None
+        if allowed is not None:  # [B, T, T] bool, True = may attend
+            empty_rows = ~allowed.any(dim=-1)  # [B, T]
+            allowed = (allowed | empty_rows.unsqueeze(-1)).unsqueeze(1)  # [B, 1, T, T]
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=allowed, dropout_p=self.dropout if self.training else 0.0
+        )  # [B, H, T, D/H]
+        y = y.transpose(1, 2).reshape(batch, seq_len, dim)
+        if empty_rows is not None:
+            y = y.masked_fill(empty_rows.unsqueeze(-1), 0.0)
+        return self.out(y)
+
+
+# %% [markdown]
+# ## The block: pre-LayerNorm
+#
+# A block is attention then a position-wise feed-forward network, each wrapped in a residual
+# connection. The original Transformer and BERT normalise *after* adding the residual
+# (post-LN); we normalise *before* each sub-layer (pre-LN):
+#
+# $$h = x + \mathrm{Attention}(\mathrm{LN}(x)), \qquad y = h + \mathrm{FFN}(\mathrm{LN}(h)).$$
+#
+# Pre-LN keeps an identity path from input to output, so gradients stay well scaled and
+# training is stable without a long warmup (Xiong et al., 2020, arXiv:2002.04745, §3). It is
+# what GPT-2, the Cramming BERT (arXiv:2212.14034) and most modern encoders use. The
+# feed-forward network is $\mathrm{FFN}(h) = W_2\,\mathrm{GELU}(W_1 h + b_1) + b_2$ with GELU as
+# in BERT (arXiv:1606.08415).
+
+# %%
+class FeedForward(nn.Module):
+    def __init__(self, config: EncoderConfig) -> None:
+        super().__init__()
+        self.up = nn.Linear(config.dim, config.ffn_dim)
+        self.down = nn.Linear(config.ffn_dim, config.dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.down(F.gelu(self.up(x)))
+
+
+class Block(nn.Module):
+    def __init__(self, config: EncoderConfig) -> None:
+        super().__init__()
+        self.attention_norm = nn.LayerNorm(config.dim)
+        self.attention = SelfAttention(config)
+        self.feed_forward_norm = nn.LayerNorm(config.dim)
+        self.feed_forward = FeedForward(config)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: Tensor, allowed: Tensor | None) -> Tensor:
+        x = x + self.dropout(self.attention(self.attention_norm(x), allowed))
+        x = x + self.dropout(self.feed_forward(self.feed_forward_norm(x)))
+        return x
+
+
+# %% [markdown]
+# ## The encoder
+#
+# Embeddings, `layers` blocks, and a final LayerNorm (pre-LN leaves the last residual sum
+# un-normalised, so we normalise once at the end).
+#
+# `padding_mask` `[B, T]` is `True` at real tokens. `attention_mask` `[B, T, T]` is `True`
+# where query $i$ may look at key $j$. Both are optional; given together, a key must pass
+# both. Without either, every position sees every other (and a padding mask with no padding
+# in it is dropped, so the fused attention kernel runs without a mask).
+#
+# **Initialisation**, spelled out: every linear and embedding weight from
+# $\mathcal{N}(0, 0.02^2)$, biases zero, LayerNorm scale one and shift zero — BERT's
+# `initializer_range = 0.02` (google-research/bert `modeling.py`).
+
+# %%
+class Encoder(nn.Module):
+    def __init__(self, config: EncoderConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embeddings = Embeddings(config)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.layers))
+        self.final_norm = nn.LayerNorm(config.dim)
+        self.apply(init_weights)
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        *,
+        padding_mask: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        segment_ids: Tensor | None = None,
+    ) -> Tensor:
+        if attention_mask is None and padding_mask is not None and bool(padding_mask.all()):
+            padding_mask = None  # nothing to hide: the unmasked attention kernel is faster
+        allowed = combine_masks(padding_mask, attention_mask)
+        x = self.embeddings(input_ids, segment_ids)  # [B, T, D]
+        for block in self.blocks:
+            x = block(x, allowed)
+        return self.final_norm(x)
+
+
+def combine_masks(padding_mask: Tensor | None, attention_mask: Tensor | None) -> Tensor | None:
+    """One boolean [B, T, T] mask: query i may attend to key j."""
+    if padding_mask is None and attention_mask is None:
+        return None
+    if attention_mask is None:
+        return padding_mask[:, None, :].expand(-1, padding_mask.shape[1], -1)
+    allowed = attention_mask.bool()
+    if padding_mask is not None:
+        allowed = allowed & padding_mask[:, None, :]
+    return allowed
+
+
+def init_weights(module: nn.Module) -> None:
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, mean=0.0, std=0.02)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
+    if isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+# %% [markdown]
+# ## The language-model head, tied to the embedding
+#
+# To predict a token at a position we map its vector back to the vocabulary. BERT's head
+# (google-research/bert `get_masked_lm_output`) first applies a small transform, then scores
+# every word by a dot product with the **input** embedding matrix $E$:
+#
+# $$\mathrm{logits} = \mathrm{LN}(\mathrm{GELU}(W h + b))\,E^\top + c.$$
+#
+# Reusing $E$ ("weight tying", Press & Wolf, 2017, arXiv:1608.05859) saves $V \times D$
+# parameters — half the model at our size — and makes a word's input and output vectors the
+# same. The head takes any number of vectors `[N, D]`, so a paper can run it only at the
+# positions it predicts (see the MLM page: that is most of our speed).
+
+# %%
+class LMHead(nn.Module):
+    def __init__(self, config: EncoderConfig, embedding: nn.Embedding) -> None:
+        super().__init__()
+        self.transform = nn.Linear(config.dim, config.dim)
+        self.norm = nn.LayerNorm(config.dim)
+        self.embedding = embedding  # shared with the encoder: the same Parameter
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+        init_weights(self.transform)
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        h = self.norm(F.gelu(self.transform(hidden)))  # [N, D]
+        return F.linear(h, self.embedding.weight, self.bias)  # [N, V]
+
+
+# %% [markdown]
+# ## Size check
+#
+# A quick look at what the defaults build. Run this cell in the notebook: the encoder has
+# about 1.4 M parameters, 1 M of them in the embedding table that the head reuses.
+
+# %%
+def count_parameters(module: nn.Module) -> int:
+    """Parameters counted once, even when shared (tied) between submodules."""
+    return sum(p.numel() for p in module.parameters())
+
+
+if __name__ == "__main__":
+    demo_config = EncoderConfig()
+    demo_encoder = Encoder(demo_config)
+    demo_head = LMHead(demo_config, demo_encoder.embeddings.token)
+    tokens = torch.randint(5, demo_config.vocab_size, (2, 16))
+    hidden = demo_encoder(tokens, padding_mask=torch.ones(2, 16, dtype=torch.bool))
+    print("hidden", tuple(hidden.shape), "logits", tuple(demo_head(hidden[0]).shape))
+    print(f"encoder parameters: {count_parameters(demo_encoder):,}")
+    print(f"per-token scale of the init: {math.sqrt(demo_encoder.embeddings.token.weight.var().item()):.3f}")

@@ -1,0 +1,169 @@
+"""End to end through the command line: list, train, resume after kill -9, eval, errors."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from labnotes.cli import main
+from labnotes.training import read_metrics
+
+TINY = ["--set", "dim=32", "--set", "ffn_dim=64", "--set", "layers=1", "--set", "corpus.vocab_size=400",
+        "--no-progress"]
+
+
+def write_small_corpus(path: Path, documents: int = 120, seed: int = 0) -> Path:
+    """English-like text from a small grammar: enough structure for a tiny MLM to learn."""
+    rng = random.Random(seed)
+    subjects = ["the cat", "a dog", "the old man", "my sister", "the teacher", "a small bird", "the farmer"]
+    verbs = ["sees", "likes", "finds", "carries", "watches", "follows", "paints"]
+    objects = ["the red ball", "a green apple", "the long river", "an old book", "the quiet house", "a tall tree"]
+    places = ["in the morning", "near the school", "after dinner", "by the sea", "on the hill"]
+    docs = []
+    for _ in range(documents):
+        sentences = [f"{rng.choice(subjects)} {rng.choice(verbs)} {rng.choice(objects)} {rng.choice(places)}."
+                     for _ in range(rng.randint(4, 9))]
+        docs.append(" ".join(s.capitalize() for s in sentences))
+    path.write_text("\n\n".join(docs) + "\n", encoding="utf-8")
+    return path
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "labnotes", *args], capture_output=True, text=True, cwd=cwd,
+                          env=env, timeout=timeout)
+
+
+def test_list(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "mlm" in out and "1810.04805" in out
+
+
+def test_python_dash_m_works():
+    result = run_cli("list")
+    assert result.returncode == 0 and "mlm" in result.stdout
+
+
+def test_unknown_paper_lists_the_valid_ones():
+    result = run_cli("train", "gpt7")
+    assert result.returncode == 2
+    assert "unknown paper 'gpt7'" in result.stderr and "mlm" in result.stderr
+
+
+def test_unknown_option_lists_the_valid_ones():
+    result = run_cli("train", "mlm", "--stepz", "3")
+    assert result.returncode == 2
+    assert "--stepz" in result.stderr and "--steps" in result.stderr and "valid options" in result.stderr
+
+
+def test_unknown_setting_exits_2(tmp_path, capsys):
+    assert main(["train", "mlm", "--set", "widht=3", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown setting" in err and "model.dim" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_data_is_a_clear_error(tmp_path, capsys):
+    assert main(["train", "mlm", "--data", str(tmp_path / "nope.txt"), "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert "nope.txt" in err
+    assert not (tmp_path / "run").exists(), "nothing written for a run that could not start"
+
+
+def test_empty_data_is_a_clear_error(tmp_path, capsys):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n  \n")
+    assert main(["train", "mlm", "--data", str(empty), "--out", str(tmp_path / "run")]) == 1
+    assert "empty.txt" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_on_a_small_file_lowers_the_loss_and_beats_the_baselines(tmp_path):
+    data = write_small_corpus(tmp_path / "small.txt")
+    out = tmp_path / "run"
+    code = main(["train", "mlm", "--data", str(data), "--steps", "400", "--batch-size", "32", "--seq-len", "32",
+                 "--out", str(out), "--set", "eval_every=100", *TINY[:-1], "--set", "lr=5e-3", "--no-progress"])
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    evals = [row for row in read_metrics(out / "metrics.jsonl") if "eval_loss" in row]
+    assert evals[-1]["eval_loss"] < evals[0]["eval_loss"]
+    assert summary["eval_loss"] < summary["baseline_entropy"] - 0.3
+    assert summary["eval_accuracy"] > 1.5 * summary["baseline_accuracy"]
+    for name in ("metrics.jsonl", "summary.json", "model.safetensors", "config.json"):
+        assert (out / name).exists()
+
+
+@pytest.mark.slow
+def test_train_on_the_embedded_corpus_beats_the_baselines(tmp_path):
+    out = tmp_path / "run"
+    code = main(["train", "mlm", "--steps", "300", "--batch-size", "32", "--out", str(out), "--no-progress",
+                 "--set", "eval_every=100", "--set", "eval_blocks=256", "--set", "lr=2e-3"])
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    evals = [row for row in read_metrics(out / "metrics.jsonl") if "eval_loss" in row]
+    assert evals[-1]["eval_loss"] < evals[0]["eval_loss"]
+    assert summary["eval_loss"] < summary["baseline_entropy"]
+    assert summary["eval_accuracy"] > summary["baseline_accuracy"]
+
+
+def test_kill_9_then_resume_gives_bit_identical_weights(tmp_path):
+    data = write_small_corpus(tmp_path / "small.txt", documents=60)
+    common = ["train", "mlm", "--data", str(data), "--steps", "60", "--batch-size", "16", "--seq-len", "32",
+              "--set", "checkpoint_every=5", "--set", "eval_every=30", "--device", "cpu", *TINY]
+    reference = run_cli(*common, "--out", str(tmp_path / "whole"))
+    assert reference.returncode == 0, reference.stderr
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "labnotes", *common, "--out", str(tmp_path / "killed")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    pointer = tmp_path / "killed" / "checkpoints" / "latest"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if pointer.exists() and pointer.read_text().strip() >= "step-0000020":
+            break
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (tmp_path / "killed" / "summary.json").exists(), "the run was killed before it finished"
+
+    resumed = run_cli(*common, "--out", str(tmp_path / "killed"), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    whole = load_file(str(tmp_path / "whole" / "model.safetensors"))
+    again = load_file(str(tmp_path / "killed" / "model.safetensors"))
+    assert whole.keys() == again.keys()
+    for key in whole:
+        assert (whole[key] == again[key]).all(), key
+    losses = lambda run: [r["loss"] for r in read_metrics(tmp_path / run / "metrics.jsonl") if "loss" in r]
+    assert losses("whole") == losses("killed")
+
+
+def test_resume_with_a_corrupted_checkpoint_fails_cleanly(tmp_path, capsys):
+    data = write_small_corpus(tmp_path / "small.txt", documents=40)
+    args = ["train", "mlm", "--data", str(data), "--steps", "10", "--batch-size", "8", "--seq-len", "32",
+            "--out", str(tmp_path / "run"), *TINY]
+    assert main(args) == 0
+    latest = tmp_path / "run" / "checkpoints" / (tmp_path / "run" / "checkpoints" / "latest").read_text().strip()
+    (latest / "model.safetensors").write_bytes(b"not a tensor file")
+    assert main([*args[:-len(TINY)], "--steps", "20", *TINY, "--resume"]) == 1
+    assert "corrupted" in capsys.readouterr().err
+
+
+def test_eval_reads_a_run_folder(tmp_path, capsys):
+    data = write_small_corpus(tmp_path / "small.txt", documents=40)
+    out = tmp_path / "run"
+    assert main(["train", "mlm", "--data", str(data), "--steps", "10", "--batch-size", "8", "--seq-len", "32",
+                 "--out", str(out), *TINY]) == 0
+    capsys.readouterr()
+    assert main(["eval", "mlm", "--checkpoint", str(out)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    saved = json.loads((out / "summary.json").read_text())
+    assert result["eval_loss"] == pytest.approx(saved["eval_loss"], rel=1e-6)
+    assert main(["eval", "mlm", "--checkpoint", str(tmp_path)]) == 1
