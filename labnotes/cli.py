@@ -3,27 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import importlib
 import json
 import sys
-import typing
 from pathlib import Path
 from typing import Any, NoReturn
 
 import labnotes
-from labnotes.training import CheckpointError, Paper, SettingError, apply_settings
+from labnotes.training import CheckpointError, Paper, SettingError, apply_settings, find_papers, write_atomic
 
 EXIT_USAGE = 2
 EXIT_ERROR = 1
 
 
 def papers() -> dict[str, Paper]:
-    found = {}
-    for module_name in labnotes.PAPERS:
-        paper = importlib.import_module(f"labnotes.{module_name}").PAPER
-        found[paper.name] = paper
-    return found
+    return find_papers()
 
 
 class Parser(argparse.ArgumentParser):
@@ -99,17 +92,6 @@ def configure(paper: Paper, args: argparse.Namespace) -> Any:
     return apply_settings(config, [*assignments, *args.set])
 
 
-def config_from_dict(kind: type, values: dict[str, Any]) -> Any:
-    hints = typing.get_type_hints(kind)
-    kwargs = {}
-    for item in dataclasses.fields(kind):
-        if item.name in values:
-            value = values[item.name]
-            hint = hints[item.name]
-            kwargs[item.name] = config_from_dict(hint, value) if dataclasses.is_dataclass(hint) else value
-    return kind(**kwargs)
-
-
 def command_train(parser: Parser, args: argparse.Namespace) -> int:
     from labnotes.training import train
 
@@ -130,27 +112,16 @@ def command_experiment(parser: Parser, args: argparse.Namespace) -> int:
     out = args.out or Path("docs") / "results" / paper.name
     paper.experiment(out, quick=args.quick, progress=not args.no_progress)
     command = "labnotes experiment " + paper.name + (" --quick" if args.quick else "")
-    (out / "command.txt").write_text(command + "\n")
+    write_atomic(out / "command.txt", lambda tmp: tmp.write_text(command + "\n"))
     print(f"wrote {out}/")
     return 0
 
 
 def command_eval(parser: Parser, args: argparse.Namespace) -> int:
-    from labnotes.training import load_checkpoint, run_evaluation, pick_device, pick_precision
+    from labnotes.training import load_run, pick_device, pick_precision, run_evaluation
 
     paper = pick_paper(parser, args.paper)
-    folder = args.checkpoint
-    try:
-        saved = json.loads((folder / "config.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"{folder} is not a labnotes run folder ({error}); pass the --out of a "
-                              "`labnotes train` run") from None
-    if saved.get("paper") != paper.name:
-        raise CheckpointError(f"{folder} holds a {saved.get('paper')!r} run, not {paper.name!r}")
-    config = config_from_dict(type(paper.default_config()), {**saved["settings"], "train": saved["train"]})
-    task = paper.build_task(config)
-    checkpoint = folder / "checkpoints" / (folder / "checkpoints" / "latest").read_text().strip()
-    load_checkpoint(checkpoint, task=task, model=task.model, optimizer=None, config=None)
+    _, _, task = load_run(args.checkpoint, paper=paper.name)
     device = pick_device(args.device)
     task.model.to(device)
     print(json.dumps(run_evaluation(task, task.model, device, pick_precision(device)), indent=2))

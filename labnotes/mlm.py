@@ -29,6 +29,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -346,8 +347,10 @@ if __name__ == "__main__":
 # <!-- results: mlm -->
 
 # %%
-def run_experiment(out_dir: Path | str, *, quick: bool = False, progress: bool = True) -> dict[str, Any]:
-    out_dir = Path(out_dir)
+def run_experiment(out_dir: Path | str, *, quick: bool = False, progress: bool = True,
+                   work_dir: Path | str = "runs/experiment-mlm") -> dict[str, Any]:
+    """Train each arm in `work_dir` (checkpoints stay out of docs/); store results in `out_dir`."""
+    out_dir, work_dir = Path(out_dir), Path(work_dir)
     arms = {
         "BERT 80/10/10, dynamic": {},
         "100% [MASK], dynamic": {"mask_token_prob": 1.0, "random_token_prob": 0.0},
@@ -360,8 +363,9 @@ def run_experiment(out_dir: Path | str, *, quick: bool = False, progress: bool =
         if quick:
             config.train.steps, config.train.eval_every, config.train.checkpoint_every = 30, 10, 30
         task = MLMTask(config)
-        run_dir = out_dir / "runs" / name.split(",")[0].replace(" ", "_").replace("/", "-").replace("%", "pct") \
-            / ("static" if config.static_masking else "dynamic")
+        run_dir = work_dir / ("quick" if quick else "full") / slug(name)
+        if run_dir.exists():
+            shutil.rmtree(run_dir)  # an experiment always starts afresh
         summary = train(task, config.train, run_dir)
         summary["clean_token_recovery"] = clean_token_recovery(task)
         rows[name] = summary
@@ -373,6 +377,10 @@ def run_experiment(out_dir: Path | str, *, quick: bool = False, progress: bool =
     write_atomic(out_dir / "table.md", lambda tmp: tmp.write_text(results_table(rows)))
     plot_curves(curves, out_dir / "loss.svg")
     return results
+
+
+def slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
 
 
 DEMO_SENTENCES = ["return a new [MASK] with the same elements.", "the file is opened in [MASK] mode."]

@@ -655,3 +655,54 @@ class Paper:
     default_config: Callable[[], Any]
     build_task: Callable[[Any], Task]
     experiment: Callable[..., dict[str, Any]] | None = None
+
+
+def find_papers() -> dict[str, Paper]:
+    """Every registered paper, by short name (the modules listed in `labnotes.PAPERS`)."""
+    import importlib
+
+    import labnotes
+
+    found = {}
+    for module_name in labnotes.PAPERS:
+        paper = importlib.import_module(f"labnotes.{module_name}").PAPER
+        found[paper.name] = paper
+    return found
+
+
+def config_from_dict(kind: type, values: dict[str, Any]) -> Any:
+    """Rebuild a (nested) configuration dataclass from its JSON form."""
+    hints = typing.get_type_hints(kind)
+    kwargs = {}
+    for item in dataclasses.fields(kind):
+        if item.name in values:
+            hint = hints[item.name]
+            value = values[item.name]
+            kwargs[item.name] = config_from_dict(hint, value) if dataclasses.is_dataclass(hint) else value
+    return kind(**kwargs)
+
+
+def load_run(folder: Path | str, *, paper: str | None = None) -> tuple[Paper, Any, Task]:
+    """Rebuild the task of a `labnotes train` run folder and load its last checkpoint.
+
+    Returns (paper, config, task); `task.model` holds the trained weights, and every paper's
+    model exposes `.encoder`, the network kept after pretraining.
+    """
+    folder = Path(folder)
+    try:
+        saved = json.loads((folder / "config.json").read_text())
+    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{folder} is not a labnotes run folder ({error}); pass the --out folder "
+                              "of a `labnotes train` run") from None
+    papers = find_papers()
+    if saved.get("paper") not in papers or (paper is not None and saved["paper"] != paper):
+        raise CheckpointError(f"{folder} holds a {saved.get('paper')!r} run"
+                              + (f", not {paper!r}" if paper else "") + f"; known papers: {', '.join(papers)}")
+    found = papers[saved["paper"]]
+    config = config_from_dict(type(found.default_config()), {**saved["settings"], "train": saved["train"]})
+    task = found.build_task(config)
+    checkpoint = latest_checkpoint(folder)
+    if checkpoint is None:
+        raise CheckpointError(f"{folder} has no checkpoint yet; let `labnotes train` finish or resume it")
+    load_checkpoint(checkpoint, task=task, model=task.model, optimizer=None, config=None)
+    return found, config, task
