@@ -1,0 +1,803 @@
+"""Corpora: documents of sentences.
+
+Where the text comes from (an offline corpus built from Python's and PyTorch's own documentation,
+your own files, or an opt-in download), how it is cleaned, split into training and validation
+documents, and packed into fixed-length blocks of token ids for the models on the other pages.
+"""
+
+from __future__ import annotations
+
+import ast
+import gc
+import gzip
+import hashlib
+import json
+import os
+import platform
+import re
+import sys
+import sysconfig
+import tempfile
+import urllib.error
+import urllib.request
+import warnings
+import zipfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from inspect import cleandoc
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+# %% [markdown]
+# # Corpora: documents of sentences
+#
+# Every objective on this site reads the same kind of object: a **corpus** is a list of
+# **documents**, and a document is a list of **sentences**. We keep both levels on purpose.
+#
+# - The documents matter because several objectives look *across* sentences. BERT's next
+#   sentence prediction (arXiv:1810.04805, §3.1 "Task #2") asks whether segment B really
+#   follows segment A in the same document; ALBERT's sentence order prediction
+#   (arXiv:1909.11942, §3.1) swaps two consecutive segments of one document. Neither can be
+#   built from a bag of shuffled sentences, which is why BERT's authors insist on a
+#   document-level corpus (§3.1, "Pre-training data").
+# - The sentences matter because segments are made of whole sentences: we cut text at
+#   sentence ends, not in the middle of a thought, whenever we can.
+#
+# A `Corpus` is immutable (tuples all the way down) so it can be cached, hashed and shared
+# between pages without anyone changing it behind your back. `text()` is the canonical string
+# we hash to name caches (the tokenizer page uses it too).
+#
+# Anything wrong with the input raises `CorpusError`, whose message always says *what* is
+# wrong, *which* file or name, and *how to fix it*.
+
+# %%
+Document = tuple[str, ...]  # one document = its sentences, in order
+
+
+class CorpusError(Exception):
+    """A corpus cannot be read or used; the message names the file and the fix."""
+
+
+@dataclass(frozen=True)
+class Corpus:
+    name: str
+    documents: tuple[Document, ...]
+
+    @property
+    def num_documents(self) -> int:
+        return len(self.documents)
+
+    @property
+    def num_sentences(self) -> int:
+        return sum(len(document) for document in self.documents)
+
+    @property
+    def num_characters(self) -> int:
+        return sum(len(sentence) for document in self.documents for sentence in document)
+
+    def text(self) -> str:
+        """One sentence per line, a blank line between documents (the BERT input format)."""
+        return "\n\n".join("\n".join(document) for document in self.documents)
+
+
+# %% [markdown]
+# ## Where files live, and writing them safely
+#
+# Everything we build or download (the embedded corpus, downloads, trained tokenizers) goes to
+# one cache folder: `$LABNOTES_CACHE` if set (the tests point it at a temporary folder), else
+# `$XDG_CACHE_HOME/labnotes`, else `~/.cache/labnotes`.
+#
+# A cache file must never be half-written: if a build is interrupted (Ctrl-C, a full disk, two
+# processes at once), the next run would otherwise read a truncated file. So every write goes to a
+# temporary file **in the same folder** and is then moved over the final name with `os.replace`,
+# which the operating system performs atomically: readers see the old file or the new one,
+# never a mix. On any error the temporary file is deleted.
+
+# %%
+def cache_dir() -> Path:
+    """The labnotes cache folder (not created here; writers create what they need)."""
+    if os.environ.get("LABNOTES_CACHE"):
+        return Path(os.environ["LABNOTES_CACHE"]).expanduser()
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "labnotes"
+    return Path.home() / ".cache" / "labnotes"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` so that `path` is either the old file or the complete new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.chmod(temporary, 0o644)  # mkstemp makes files private; caches are ordinary files
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _cached_corpus(path: Path, build: Callable[[], Corpus]) -> Corpus:
+    """Load a corpus from its JSON cache file, or build it and write the cache."""
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+        return Corpus(stored["name"], tuple(tuple(document) for document in stored["documents"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # missing or unreadable: (re)build it below
+    corpus = build()
+    atomic_write_text(path, json.dumps({"name": corpus.name, "documents": corpus.documents}))
+    return corpus
+
+
+# %% [markdown]
+# ## Splitting text into sentences
+#
+# We do not need a linguist's sentence splitter, only a predictable one. A sentence ends at
+# `.`, `!` or `?` (possibly followed by a closing quote or bracket) when whitespace and then a
+# capital letter, a digit or an opening quote follow. Two exceptions stop a false split: common
+# abbreviations (`e.g.`, `i.e.`, `etc.`, `Dr.`...) and single-letter initials (`J. Smith`).
+#
+# Line breaks count as ordinary spaces, so hard-wrapped paragraphs come out whole, and a file
+# with one sentence per line (the format of BERT's `create_pretraining_data.py`) splits at its
+# line ends because each line ends with a full stop.
+
+# %%
+_SENTENCE_END = re.compile(r"""([.!?]['")\]]*)\s+(?=['"(\[]?[A-Z0-9])""")
+_ABBREVIATIONS = frozenset(
+    "e.g i.e etc vs cf al approx resp no nos fig figs eq eqs sec ch vol pp ed".split()
+    + "mr mrs ms dr prof st jr sr inc ltd".split()
+)
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of `text`, whitespace collapsed; no sentence is empty."""
+    text = " ".join(text.split())
+    sentences, start = [], 0
+    for match in _SENTENCE_END.finditer(text):
+        last_word = text[start : match.end(1)].rsplit(" ", 1)[-1].rstrip(".!?'\")]").lower()
+        is_initial = len(last_word) == 1 and last_word.isalpha()
+        if match.group(1)[0] == "." and (last_word in _ABBREVIATIONS or is_initial):
+            continue  # "e.g. The", "J. Smith": not a sentence end
+        sentences.append(text[start : match.end(1)])
+        start = match.end()
+    if text[start:]:
+        sentences.append(text[start:])
+    return sentences
+
+
+# %% [markdown]
+# ## The embedded corpus: documentation as prose
+#
+# The site must run offline with nothing but its dependencies installed, so the default corpus
+# is English that is already on your disk: the **help topics** that ship with Python
+# (`pydoc_data.topics`, the text `help("if")` prints) and the **docstrings** of the Python
+# standard library and of PyTorch. Each docstring (or help topic) is one document: its sentences
+# are about one thing, in order, which is what NSP and SOP need.
+#
+# We read the docstrings with `ast`, which parses source code without running it. Importing
+# every standard library module would be a bad idea: some of them open windows (`turtle`),
+# print poems (`this`) or start other programs. Test folders are skipped: their docstrings are
+# mostly one-line test names.
+#
+# The files are listed in sorted order, so the same Python and PyTorch versions always give the
+# same corpus, byte for byte. Parsing about 30 MB of source is the slow part; switching Python's
+# cycle collector off while a file is parsed halves that time, because a syntax tree has many
+# objects and no reference cycles for the collector to find.
+
+# %%
+_SKIPPED_FOLDERS = frozenset(
+    {"test", "tests", "testing", "idle_test", "site-packages", "__pycache__"}
+)
+
+
+def embedded_source_files() -> list[Path]:
+    """The .py files we read docstrings from: the standard library, then torch, each sorted."""
+    files = []
+    for root in (Path(sysconfig.get_paths()["stdlib"]), Path(torch.__file__).parent):
+        found = []
+        for folder, subfolders, names in os.walk(root):
+            subfolders[:] = [name for name in subfolders if name not in _SKIPPED_FOLDERS]  # prune
+            found.extend(Path(folder, name) for name in names if name.endswith(".py"))
+        files.extend(sorted(found, key=lambda path: path.relative_to(root).as_posix()))
+    return files
+
+
+def docstrings(source: str | bytes) -> list[str]:
+    """Module, class and function docstrings of Python source, in source order (never run)."""
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # a syntax tree has no cycles; the collector would only double the time
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # old files with invalid escapes warn while parsing
+            tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return []  # a few stdlib files are deliberately invalid (test data for lib2to3)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    found, stack = [], [tree]
+    while stack:  # docstrings only live in statement lists, so we never walk into expressions
+        node = stack.pop()
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            if text := ast.get_docstring(node, clean=True):
+                found.append((getattr(node, "lineno", 0), text))
+        for field in ("body", "orelse", "finalbody", "handlers", "cases"):
+            statements = getattr(node, field, None)
+            if isinstance(statements, list):
+                stack.extend(statements)
+    return [text for _, text in sorted(found, key=lambda item: item[0])]
+
+
+# %% [markdown]
+# ## Cleaning, part 1: where the prose stops
+#
+# Documentation mixes prose with things that are not English sentences: code examples, doctest
+# sessions (`>>> x = 1`), reStructuredText directives (`.. note::`) and field lists
+# (`:param x:`), Google-style argument lists (`Args:` followed by indented lines), tables and
+# section underlines. A language model trained on those learns to write code, not English.
+#
+# We work paragraph by paragraph (paragraphs are separated by blank lines). A paragraph keeps its
+# lines up to the first line that starts something else: an indented line (code blocks, argument
+# descriptions, directive bodies), a doctest prompt, a directive, a field, a list bullet, a table
+# or underline, or a lone header such as `Args:`. What is kept is joined into one line, and
+# inline markup is reduced to its text: `` :class:`~torch.Tensor` `` becomes `Tensor`,
+# ` ``x`` ` becomes `x`, `**bold**` becomes `bold`.
+
+# %%
+_NOT_PROSE_LINE = re.compile(
+    r"""^(?:\s|>>>|\.\.\.|\.\.|:\w[^:]*:"""  # indented, doctest, directive, field
+    r"""|[|+*#=~^-]|\d+[.)]\s"""  # table, bullet, underline, numbered list
+    r"""|[-=~^*#+_`'".:]+$|[A-Z][\w ]{0,30}:{1,2}$)"""  # punctuation only; "Args:", "Example::"
+)
+_ROLE = re.compile(r":[\w:+-]+:`([^`]*)`")  # :class:`x`, :math:`x`, :py:func:`x`
+_LINK = re.compile(r"`([^`<]*?)\s*<[^>]*>`_{1,2}")  # `text <url>`_
+_LITERAL = re.compile(r"``([^`]*)``|`([^`]*)`_{0,2}")  # ``x``, `x`, `x`_
+_EMPHASIS = re.compile(r"\*\*(\S(?:[^*]*\S)?)\*\*|\*(\S(?:[^*]*\S)?)\*")
+
+
+def _role_text(match: re.Match[str]) -> str:
+    text = re.sub(r"\s*<[^>]*>$", "", match.group(1))  # :ref:`text <target>` -> text
+    return text.lstrip("~!").rsplit(".", 1)[-1] if text.startswith("~") else text.lstrip("!")
+
+
+def strip_inline_markup(text: str) -> str:
+    """reStructuredText/Markdown inline markup reduced to plain text."""
+    text = _ROLE.sub(_role_text, text)
+    text = _LINK.sub(r"\1", text)
+    text = _LITERAL.sub(lambda m: m.group(1) if m.group(1) is not None else m.group(2), text)
+    text = _EMPHASIS.sub(lambda m: m.group(1) or m.group(2), text)
+    return text.replace("::", ":")
+
+
+def prose_paragraphs(text: str) -> list[str]:
+    """The prose lines at the top of each paragraph of a docstring, joined, markup removed."""
+    paragraphs = []
+    for paragraph in re.split(r"\n[ \t]*\n", cleandoc(text)):
+        lines = []
+        for line in paragraph.split("\n"):
+            if _NOT_PROSE_LINE.match(line):
+                break  # the rest of this paragraph is code, a field list, a table...
+            lines.append(line.strip())
+        if lines:
+            paragraphs.append(strip_inline_markup(" ".join(lines)))
+    return paragraphs
+
+
+# %% [markdown]
+# ## Cleaning, part 2: does this sentence look like English?
+#
+# Prose lines still hold sentences about code, and some of those are code. A sentence is kept if
+# it starts with a capital letter, has at least three words, is made mostly of letters, and
+# contains nothing code-like: `==`, `x = 1`, `f(x)`, `a[0]`, `__init__`, braces, semicolons,
+# backslashes, URLs. The rules are strict on purpose; losing a good sentence costs little,
+# teaching the model `x[0] = f(y)` costs more.
+#
+# Finally a document needs at least two sentences (NSP and SOP need a pair) and some length, and
+# identical documents (overloads often share a docstring) are kept once.
+
+# %%
+_CODE_LIKE = re.compile(
+    r"""(>>>|==|!=|<=|>=|->|=>|\+=|\*\*|//|::|\(\)|\[\]|[{};\\$|]|__|://"""  # operators...
+    r"""|\w\(|\w\[|\w\s*=\s*[\w'"\[(-]"""  # f(x), a[0], x = 1
+    r"""|^(?:def|class|import|from|return|raise|assert|lambda|yield|await|print|if|for|while|with)\b)"""
+)
+MIN_DOCUMENT_SENTENCES = 2
+MIN_DOCUMENT_CHARACTERS = 120
+
+
+def is_prose_sentence(sentence: str) -> bool:
+    """Heuristic: an English sentence, not code, a header or a fragment."""
+    words = sentence.split()
+    if not (3 <= len(words) <= 100) or len(sentence) < 20:
+        return False
+    if not (sentence[0].isupper() or (sentence[0] in "\"'(" and sentence[1:2].isupper())):
+        return False
+    letters = sum(character.isalpha() or character == " " for character in sentence)
+    return letters >= 0.85 * len(sentence) and not _CODE_LIKE.search(sentence)
+
+
+def prose_sentences(text: str) -> list[str]:
+    """The prose sentences of one docstring or help topic, in order."""
+    sentences = [s for paragraph in prose_paragraphs(text) for s in split_sentences(paragraph)]
+    return [sentence for sentence in sentences if is_prose_sentence(sentence)]
+
+
+def _keep_document(sentences: Sequence[str]) -> bool:
+    long_enough = sum(map(len, sentences)) >= MIN_DOCUMENT_CHARACTERS
+    return len(sentences) >= MIN_DOCUMENT_SENTENCES and long_enough
+
+
+# %% [markdown]
+# ## Building and caching the embedded corpus
+#
+# Building means parsing a few thousand source files, which takes a few seconds; loading the
+# result takes a fraction of a second. So the first call builds the corpus and stores it as JSON
+# in the cache folder, under a name that includes the Python and PyTorch versions (and a version
+# number of the cleaning rules): a new Python, a new PyTorch or new rules simply produce a new
+# file, and an old cache is never mistaken for the current one.
+
+# %%
+CORPUS_FORMAT_VERSION = 1
+
+
+def build_embedded_corpus(
+    files: Iterable[Path] | None = None, *, help_topics: bool = True
+) -> Corpus:
+    """Build the documentation corpus (slow: use `embedded_corpus()`, which caches it)."""
+    texts: list[str] = []
+    if help_topics:
+        from pydoc_data.topics import topics  # a plain dict of strings: safe to import
+
+        texts.extend(topics[key] for key in sorted(topics))
+    for path in embedded_source_files() if files is None else files:
+        texts.extend(docstrings(path.read_bytes()))
+    documents, seen = [], set()
+    for text in texts:
+        document = tuple(prose_sentences(text))
+        if _keep_document(document) and document not in seen:
+            seen.add(document)
+            documents.append(document)
+    return Corpus("embedded", tuple(documents))
+
+
+def embedded_corpus() -> Corpus:
+    """The offline default corpus (built once per Python/PyTorch version, then read from cache)."""
+    versions = f"python{platform.python_version()}-torch{torch.__version__}"
+    path = cache_dir() / "corpora" / f"embedded-v{CORPUS_FORMAT_VERSION}-{versions}.json"
+    return _cached_corpus(path, build_embedded_corpus)
+
+
+# %% [markdown]
+# ## Your own text
+#
+# `--data PATH` accepts either
+#
+# - a UTF-8 text file, where documents are separated by blank lines (so a file with one sentence
+#   per line and a blank line between documents, BERT's format, works as is), or
+# - a folder of `.txt` files, one document per file, read in sorted order (sub-folders included).
+#
+# The mistakes people actually make are caught here with a message that says what to do: a
+# path that does not exist, a file with nothing in it, a folder with no `.txt` files, and files
+# that are not UTF-8 text at all (a PDF, a zip, a file saved as Latin-1). A NUL byte is the tell-
+# tale sign of a binary file, so we check for it before decoding.
+
+# %%
+def _decode(data: bytes, path: Path) -> str:
+    if b"\x00" in data:
+        raise CorpusError(
+            f"{path} looks like a binary file (it contains NUL bytes), not text. "
+            "Pass a UTF-8 .txt file or a folder of .txt files."
+        )
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise CorpusError(
+            f"{path} is not UTF-8 text (invalid byte at offset {error.start}). "
+            f"Convert it first, e.g. `iconv -f latin1 -t utf-8 {path.name} > "
+            f"{path.stem}.utf8.txt`, or save it as UTF-8 in your editor."
+        ) from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _documents_from_text(text: str) -> list[Document]:
+    """Documents separated by blank lines, each split into sentences."""
+    return [tuple(s) for block in re.split(r"\n[ \t]*\n", text) if (s := split_sentences(block))]
+
+
+def read_text_corpus(path: str | Path) -> Corpus:
+    """A .txt file (blank lines between documents) or a folder of .txt files (one per document)."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise CorpusError(
+            f"corpus path {path} does not exist. Check the path, or leave out --data to use the "
+            "embedded corpus."
+        )
+    if path.is_dir():
+        files = sorted(path.rglob("*.txt"), key=lambda file: file.relative_to(path).as_posix())
+        if not files:
+            raise CorpusError(
+                f"folder {path} contains no .txt files. Put one document per .txt file in it."
+            )
+        texts = [_decode(file.read_bytes(), file) for file in files]
+        documents = [document for text in texts if (document := tuple(split_sentences(text)))]
+    else:
+        documents = _documents_from_text(_decode(path.read_bytes(), path))
+    if not documents:
+        raise CorpusError(f"{path} contains no text (only whitespace). Add some documents to it.")
+    return Corpus(path.name, tuple(documents))
+
+
+# %% [markdown]
+# ## Opt-in downloads
+#
+# For runs closer to the papers you can name a public corpus instead of a path. Nothing is ever
+# downloaded unless you ask for it by name. Each entry records where the file lives, its size
+# and its **SHA-256 checksum**: after the download we hash the bytes and refuse the file if the
+# hash differs, so a truncated download, a changed upstream file or a tampered mirror cannot
+# silently change your results.
+#
+# The download is streamed to a temporary file next to its final place and moved there only once
+# the checksum matches; on a mismatch the temporary file is deleted, so the cache only ever holds
+# verified files. An entry with no recorded checksum is refused unless you set
+# `LABNOTES_ALLOW_UNVERIFIED=1`, and then the hash we got is printed so you can record it.
+#
+# The WikiText archives were first published by Salesforce on Amazon S3; that address is gone,
+# and Stephen Merity's mirror serves the same files. Their checksums and sizes are the ones the
+# Hugging Face `datasets` library recorded for the original archives, so the mirror has to
+# deliver exactly those bytes. TinyStories has no recorded checksum yet, so it needs the opt-in.
+
+# %%
+@dataclass(frozen=True)
+class DownloadSpec:
+    name: str
+    url: str
+    filename: str  # name in cache_dir()/downloads
+    sha256: str | None  # None: not verified yet, needs LABNOTES_ALLOW_UNVERIFIED=1
+    size: int | None  # bytes, when known
+    member: str | None = None  # the text file inside a .zip
+    format: str = "blank-lines"  # "blank-lines" | "wikitext" | "endoftext"
+    description: str = ""
+
+
+DOWNLOADS: dict[str, DownloadSpec] = {
+    spec.name: spec
+    for spec in (
+        DownloadSpec(
+            "wikitext-2",
+            "https://wikitext.smerity.com/wikitext-2-raw-v1.zip",
+            "wikitext-2-raw-v1.zip",
+            "ef7edb566e3e2b2d31b29c1fdb0c89a4cc683597484c3dc2517919c615435a11",
+            4_721_645,
+            member="wikitext-2-raw/wiki.train.raw",
+            format="wikitext",
+            description="WikiText-2 raw, training split: 600 Wikipedia articles, ~11 MB; CC BY-SA",
+        ),
+        DownloadSpec(
+            "wikitext-103",
+            "https://wikitext.smerity.com/wikitext-103-raw-v1.zip",
+            "wikitext-103-raw-v1.zip",
+            "91c00ae287f0d699e18605c84afc9e45c192bc6b7797ff8837e5474655a33794",
+            191_984_949,
+            member="wikitext-103-raw/wiki.train.raw",
+            format="wikitext",
+            description="WikiText-103 raw, training split: ~28k articles, ~550 MB; CC BY-SA",
+        ),
+        DownloadSpec(
+            "tinystories",
+            "https://huggingface.co/datasets/roneneldan/TinyStories/resolve/main/TinyStoriesV2-GPT4-valid.txt",
+            "TinyStoriesV2-GPT4-valid.txt",
+            None,  # checksum not verified yet: record it after a first trusted download
+            22_502_601,
+            format="endoftext",
+            description="TinyStories V2 (GPT-4 stories), validation file, ~22 MB; CDLA-Sharing-1.0",
+        ),
+    )
+}
+
+
+def _download_spec(name: str) -> DownloadSpec:
+    if name not in DOWNLOADS:
+        raise CorpusError(
+            f"unknown corpus {name!r}. Valid names: embedded, {', '.join(sorted(DOWNLOADS))}; "
+            "or pass the path of a UTF-8 .txt file or a folder of .txt files."
+        )
+    return DOWNLOADS[name]
+
+
+# %% [markdown]
+# The download itself: stream in chunks of 1 MiB, hashing as we go, so even the 190 MB
+# WikiText-103 archive never sits in memory.
+
+# %%
+def download_corpus(name: str, *, cache: str | Path | None = None, url: str | None = None) -> Path:
+    """Download a named corpus once into `<cache>/downloads` (SHA-256 verified); return its path."""
+    spec = _download_spec(name)
+    folder = (Path(cache) if cache is not None else cache_dir()) / "downloads"
+    target = folder / spec.filename
+    if target.exists() and (spec.size is None or target.stat().st_size == spec.size):
+        return target  # only verified files are ever moved to this name
+    allow_unverified = os.environ.get("LABNOTES_ALLOW_UNVERIFIED") == "1"
+    if spec.sha256 is None and not allow_unverified:
+        raise CorpusError(
+            f"corpus {name!r} has no recorded SHA-256 checksum, so its download cannot be verified. "
+            "Set LABNOTES_ALLOW_UNVERIFIED=1 to download it anyway (the hash is printed so you can "
+            f"record it in DOWNLOADS[{name!r}]), or download it yourself and pass --data PATH."
+        )
+    source = url or spec.url
+    folder.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{spec.filename}.", suffix=".part")
+    try:
+        digest = hashlib.sha256()
+        request = urllib.request.Request(source, headers={"User-Agent": "labnotes/0.1"})
+        with os.fdopen(handle, "wb") as file, urllib.request.urlopen(request, timeout=60) as response:
+            while chunk := response.read(1 << 20):
+                digest.update(chunk)
+                file.write(chunk)
+        size, got = Path(temporary).stat().st_size, digest.hexdigest()
+        if got != (spec.sha256 or got) or size != (spec.size or size):
+            raise CorpusError(
+                f"checksum mismatch for corpus {name!r} downloaded from {source}: expected sha256 "
+                f"{spec.sha256} ({spec.size} bytes), got {got} ({size} bytes). The file was "
+                f"deleted. Try again; if the file changed upstream, check the new file and update "
+                f"DOWNLOADS[{name!r}]."
+            )
+        if spec.sha256 is None:
+            print(f"labnotes: UNVERIFIED download of {name!r}: sha256 {got}", file=sys.stderr)
+        os.replace(temporary, target)
+    except (urllib.error.URLError, OSError) as error:
+        Path(temporary).unlink(missing_ok=True)
+        raise CorpusError(
+            f"could not download corpus {name!r} from {source}: {error}. Check your connection, or "
+            "download the file yourself and pass --data PATH."
+        ) from None
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return target
+
+
+# %% [markdown]
+# Each download has its own layout, turned here into documents of sentences:
+#
+# - **WikiText** is one Wikipedia article after another; an article starts with a title line
+#   ` = Title = ` and sections with ` = = Section = = `. Articles are our documents, headings are
+#   dropped, and the tokenisation marks of the raw files (` @-@ `, ` @,@ `, ` @.@ `) are undone.
+# - **TinyStories** separates stories with `<|endoftext|>`; each story is a document.
+#
+# Parsing hundreds of megabytes is slow, so the result is cached as JSON like the embedded
+# corpus, under a name that includes the archive's checksum.
+
+# %%
+_WIKITEXT_TITLE = re.compile(r"^ = [^=].* = $")
+_WIKITEXT_MARKS = {" @-@ ": "-", " @,@ ": ",", " @.@ ": "."}
+
+
+def _read_download_text(spec: DownloadSpec, path: Path) -> str:
+    if path.suffix == ".zip":
+        with zipfile.ZipFile(path) as archive:
+            data = archive.read(spec.member or archive.namelist()[0])
+    elif path.suffix == ".gz":
+        with gzip.open(path) as file:
+            data = file.read()
+    else:
+        data = path.read_bytes()
+    return _decode(data, path)
+
+
+def _wikitext_documents(text: str) -> list[Document]:
+    articles: list[list[str]] = []
+    for line in text.split("\n"):
+        if _WIKITEXT_TITLE.match(line):
+            articles.append([])
+        elif line.strip() and not line.strip().startswith("=") and articles:
+            for mark, plain in _WIKITEXT_MARKS.items():
+                line = line.replace(mark, plain)
+            articles[-1].extend(split_sentences(re.sub(r" ([.,;:!?])(?= |$)", r"\1", line)))
+    return [tuple(article) for article in articles if article]
+
+
+def _corpus_from_download(spec: DownloadSpec, path: Path) -> Corpus:
+    text = _read_download_text(spec, path)
+    if spec.format == "wikitext":
+        documents = _wikitext_documents(text)
+    elif spec.format == "endoftext":
+        stories = text.split("<|endoftext|>")
+        documents = [tuple(sentences) for story in stories if (sentences := split_sentences(story))]
+    else:
+        documents = _documents_from_text(text)
+    if not documents:
+        raise CorpusError(f"downloaded file {path} contains no text. Delete it and download again.")
+    return Corpus(spec.name, tuple(documents))
+
+
+# %% [markdown]
+# ## One entry point
+#
+# Pages and the command line call `load_corpus(source)`: nothing (or `"embedded"`) gives the
+# embedded corpus, a name from `DOWNLOADS` gives that download, anything else is a path.
+
+# %%
+def load_corpus(source: str | Path | None = None) -> Corpus:
+    """`None`/"embedded" -> embedded corpus; a DOWNLOADS name -> that download; else a path."""
+    if source is None or source == "embedded":
+        return embedded_corpus()
+    if isinstance(source, str) and source in DOWNLOADS:
+        spec = DOWNLOADS[source]
+        path = download_corpus(source)
+        checksum = spec.sha256 or hashlib.sha256(path.read_bytes()).hexdigest()
+        name = f"{spec.name}-v{CORPUS_FORMAT_VERSION}-{checksum[:16]}.json"
+        cached = cache_dir() / "corpora" / name
+        return _cached_corpus(cached, lambda: _corpus_from_download(spec, path))
+    path = Path(source)
+    if not path.exists() and isinstance(source, str) and os.sep not in source and not path.suffix:
+        _download_spec(source)  # a name, not a path: raises "unknown corpus" with the list
+    return read_text_corpus(path)
+
+
+# %% [markdown]
+# ## Training and validation documents
+#
+# Validation text must be text the model has never trained on. If we split *sentences* at
+# random, the validation sentences would sit between training sentences of the same document,
+# and a model could "predict" them from their neighbours it memorised; for NSP and SOP the pairs
+# themselves would leak. So we split by **document**.
+#
+# Which side a document lands on is decided by its content alone: we hash the document's text
+# with SHA-256, read the first 8 bytes as a number $u \in [0, 1)$ and send the document to
+# validation when $u < $ `valid_fraction`. This does not depend on the order of the documents,
+# on Python's per-process string hashing, or on a random seed; adding documents to a corpus
+# never moves the existing ones; and two identical documents always land on the same side.
+#
+# With few documents the hash could leave one side empty. Then the document with the smallest
+# (or largest) hash moves over, which is still order-independent. Fewer than two documents
+# cannot be split at all.
+
+# %%
+def _document_position(document: Document) -> float:
+    digest = hashlib.sha256("\n".join(document).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def split_corpus(corpus: Corpus, valid_fraction: float = 0.1) -> tuple[Corpus, Corpus]:
+    """(train, validation), split by document with a content hash; neither is empty."""
+    if not 0.0 < valid_fraction < 1.0:
+        raise ValueError(f"valid_fraction must be between 0 and 1, got {valid_fraction}")
+    if corpus.num_documents < 2:
+        raise CorpusError(
+            f"corpus {corpus.name!r} has {corpus.num_documents} document(s); a train/validation "
+            "split needs at least 2. Separate documents with blank lines (or use one .txt file "
+            "per document)."
+        )
+    positions = [_document_position(document) for document in corpus.documents]
+    is_valid = [position < valid_fraction for position in positions]
+    if not any(is_valid):
+        is_valid[positions.index(min(positions))] = True
+    if all(is_valid):
+        is_valid[positions.index(max(positions))] = False
+    train = tuple(d for d, valid in zip(corpus.documents, is_valid) if not valid)
+    valid = tuple(d for d, valid in zip(corpus.documents, is_valid) if valid)
+    return Corpus(f"{corpus.name}/train", train), Corpus(f"{corpus.name}/valid", valid)
+
+
+# %% [markdown]
+# ## Packing sentences into blocks
+#
+# Models read fixed-length rows of $T$ token ids. Each row (a **block**) is
+#
+# $$\texttt{[CLS]}\; s_1\, s_2 \dots s_k\; \texttt{[SEP]}\; \texttt{[PAD]} \dots \texttt{[PAD]}$$
+#
+# where $s_1 \dots s_k$ are consecutive sentences of **one** document, added greedily while they
+# fit in the $T - 2$ free positions. This is RoBERTa's DOC-SENTENCES format (arXiv:1907.11692,
+# §4.2, Table 2): blocks never cross a document boundary. A sentence that does not fit starts the
+# next block; a sentence longer than a whole block is cut anyway, so it fills the rest of the
+# current block and continues in the next.
+#
+# Next to the token ids we carry **word ids**: which word each token belongs to, numbered
+# $0, 1, 2, \dots$ inside each block, and $-1$ on `[CLS]`, `[SEP]` and `[PAD]`. Whole-word
+# masking and SpanBERT's spans (arXiv:1907.10529, §3.1) pick words, not word pieces, and read
+# this. A word cut by a block boundary gets an id in both blocks.
+#
+# Blocks with fewer than `min_block_tokens` real tokens (tails of documents) are dropped, except
+# that a document with any text keeps at least one block, so short documents are not lost. If
+# the corpus yields fewer than `min_blocks` blocks we stop with an error rather than train on
+# almost nothing.
+
+# %%
+EncodedSentence = tuple[list[int], list[int]]  # (token ids, word ids local to the sentence)
+MIN_BLOCK_TOKENS = 8
+
+
+@dataclass
+class Blocks:
+    input_ids: Tensor  # [N, T] long
+    word_ids: Tensor  # [N, T] long; -1 on [CLS]/[SEP]/[PAD], else 0.. within each block
+    special_tokens_mask: Tensor  # [N, T] bool; True on [CLS]/[SEP]/[PAD]
+
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+
+def _fill_blocks(
+    document: Sequence[EncodedSentence], room: int
+) -> list[tuple[list[int], list[int]]]:
+    """Greedy packing of one document: lists of (token ids, block word ids), real tokens only."""
+    blocks: list[tuple[list[int], list[int]]] = []
+    tokens: list[int] = []
+    words: list[int] = []
+    for sentence_tokens, sentence_words in document:
+        if tokens and len(tokens) + len(sentence_tokens) > room >= len(sentence_tokens):
+            blocks.append((tokens, words))  # it would fit in a fresh block: start one
+            tokens, words = [], []
+        previous_word = None  # a new sentence always starts a new word
+        for token, word in zip(sentence_tokens, sentence_words):
+            if len(tokens) == room:  # only a too-long sentence gets here: cut it
+                blocks.append((tokens, words))
+                tokens, words = [], []
+            if not words:
+                words.append(0)  # the first word of a block (maybe the rest of a cut word)
+            else:
+                words.append(words[-1] if word == previous_word else words[-1] + 1)
+            tokens.append(token)
+            previous_word = word
+    if tokens:
+        blocks.append((tokens, words))
+    return blocks
+
+
+def pack_blocks(
+    documents: Sequence[Sequence[EncodedSentence]],
+    seq_len: int,
+    *,
+    cls_id: int,
+    sep_id: int,
+    pad_id: int,
+    min_blocks: int = 1,
+    min_block_tokens: int = MIN_BLOCK_TOKENS,
+    source: str = "the corpus",
+) -> Blocks:
+    """[CLS] sentences of one document [SEP] [PAD]...: rows of length `seq_len`."""
+    if seq_len < 3:
+        raise ValueError(f"seq_len must be at least 3 ([CLS], one token, [SEP]), got {seq_len}")
+    room = seq_len - 2
+    threshold = min(min_block_tokens, room)
+    input_rows, word_rows = [], []
+    for document in documents:
+        filled = _fill_blocks(document, room)
+        kept = [block for block in filled if len(block[0]) >= threshold]
+        if filled and not kept:
+            kept = [max(filled, key=lambda block: len(block[0]))]  # short documents keep one
+        for tokens, words in kept:
+            padding = room - len(tokens)
+            input_rows.append([cls_id, *tokens, sep_id] + [pad_id] * padding)
+            word_rows.append([-1, *words, -1] + [-1] * padding)
+    if len(input_rows) < min_blocks:
+        raise CorpusError(
+            f"too little text in {source} for seq_len={seq_len}: it packs into {len(input_rows)} "
+            f"block(s), but at least {min_blocks} are needed. Use a larger corpus (--data PATH, or a "
+            f"download such as wikitext-2) or a shorter sequence length."
+        )
+    input_ids = torch.tensor(input_rows, dtype=torch.long).reshape(-1, seq_len)  # [N, T]
+    word_ids = torch.tensor(word_rows, dtype=torch.long).reshape(-1, seq_len)  # [N, T]
+    return Blocks(input_ids, word_ids, word_ids == -1)
+
+
+# %% [markdown]
+# ## Try it
+#
+# Run this page (`python -m labnotes.data`) to build the embedded corpus and look at it.
+
+# %%
+if __name__ == "__main__":
+    import time
+
+    started = time.perf_counter()
+    corpus = embedded_corpus()
+    seconds = time.perf_counter() - started
+    print(f"{corpus.num_documents} documents, {corpus.num_sentences} sentences, "
+          f"{corpus.num_characters / 1e6:.2f} M characters ({seconds:.1f} s)")
+    train, valid = split_corpus(corpus)
+    print(f"train {train.num_documents} documents, validation {valid.num_documents} documents")
+    for sentence in corpus.documents[0][:4]:  # the first help topic: Python's assert statement
+        print("  ", sentence)
