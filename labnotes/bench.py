@@ -7,6 +7,7 @@ moment of the machine hits both. The figure that matters is the ratio of tokens 
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
 from typing import Any, Callable
@@ -14,7 +15,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from labnotes.mlm import IGNORE, MaskedLanguageModel, mask_tokens
+from labnotes.mlm import IGNORE, MaskedLanguageModel, MLMConfig, mask_tokens
 from labnotes.training import pick_device
 from labnotes.transformer import EncoderConfig
 
@@ -49,7 +50,9 @@ def run_benchmark(paper: str = "mlm", *, steps: int = 10, rounds: int = 3, batch
     if threads:
         torch.set_num_threads(threads)
     target = pick_device(device)
-    config = config or EncoderConfig(max_len=128)
+    if config is None:  # the MLM page's default model, at the default sequence length and batch
+        defaults = MLMConfig()
+        config = dataclasses.replace(defaults.model, max_len=max(seq_len, defaults.model.max_len))
     torch.manual_seed(0)
     ours, reference = (model.to(target).train() for model in mlm_pair(config))
     generator = torch.Generator().manual_seed(0)
@@ -86,7 +89,8 @@ def run_benchmark(paper: str = "mlm", *, steps: int = 10, rounds: int = 3, batch
     return {
         "paper": paper, "device": str(target), "threads": torch.get_num_threads(),
         "config": {"layers": config.layers, "dim": config.dim, "heads": config.heads, "ffn_dim": config.ffn_dim,
-                   "vocab_size": config.vocab_size, "batch_size": batch_size, "seq_len": seq_len},
+                   "vocab_size": config.vocab_size, "dropout": config.dropout, "batch_size": batch_size,
+                   "seq_len": seq_len},
         "tokens_per_s": {name: round(value, 1) for name, value in throughput.items()},
         "ratio": round(throughput["labnotes"] / throughput["transformers"], 2),
     }

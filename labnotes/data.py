@@ -699,6 +699,11 @@ def split_corpus(corpus: Corpus, valid_fraction: float = 0.1) -> tuple[Corpus, C
 # masking and SpanBERT's spans (arXiv:1907.10529, §3.1) pick words, not word pieces, and read
 # this. A word cut by a block boundary gets an id in both blocks.
 #
+# Short documents leave most of a block as padding, and padding costs as much compute as text.
+# For objectives that do not care where a document ends (plain MLM), `across_documents=True`
+# runs blocks on from one document into the next with a `[SEP]` between them — RoBERTa's
+# FULL-SENTENCES format, which matched or beat DOC-SENTENCES in its Table 2 (§4.2).
+#
 # Blocks with fewer than `min_block_tokens` real tokens (tails of documents) are dropped, except
 # that a document with any text keeps at least one block, so short documents are not lost. If
 # the corpus yields fewer than `min_blocks` blocks we stop with an error rather than train on
@@ -722,28 +727,46 @@ class Blocks:
 def _fill_blocks(
     document: Sequence[EncodedSentence], room: int
 ) -> list[tuple[list[int], list[int]]]:
-    """Greedy packing of one document: lists of (token ids, block word ids), real tokens only."""
+    """Greedy packing of one document: lists of (token ids, block word ids), real tokens only.
+
+    A token whose word id is negative (a document separator) keeps word id -1.
+    """
     blocks: list[tuple[list[int], list[int]]] = []
     tokens: list[int] = []
     words: list[int] = []
+    last_word = -1  # the last word id given out in the current block
     for sentence_tokens, sentence_words in document:
         if tokens and len(tokens) + len(sentence_tokens) > room >= len(sentence_tokens):
             blocks.append((tokens, words))  # it would fit in a fresh block: start one
-            tokens, words = [], []
+            tokens, words, last_word = [], [], -1
+        if not tokens and all(word < 0 for word in sentence_words):
+            continue  # a separator never opens a block
         previous_word = None  # a new sentence always starts a new word
         for token, word in zip(sentence_tokens, sentence_words):
             if len(tokens) == room:  # only a too-long sentence gets here: cut it
                 blocks.append((tokens, words))
-                tokens, words = [], []
-            if not words:
-                words.append(0)  # the first word of a block (maybe the rest of a cut word)
+                tokens, words, last_word = [], [], -1
+            if word < 0:
+                words.append(-1)
             else:
-                words.append(words[-1] if word == previous_word else words[-1] + 1)
+                if not (words and word == previous_word and words[-1] >= 0):
+                    last_word += 1  # a new word (or the rest of a cut word, first in its block)
+                words.append(last_word)
             tokens.append(token)
             previous_word = word
     if tokens:
         blocks.append((tokens, words))
     return blocks
+
+
+def join_documents(documents: Sequence[Sequence[EncodedSentence]], sep_id: int) -> list[list[EncodedSentence]]:
+    """All documents as one stream, a [SEP] between consecutive documents (RoBERTa FULL-SENTENCES)."""
+    stream: list[EncodedSentence] = []
+    for document in documents:
+        if stream:
+            stream.append(([sep_id], [-1]))
+        stream.extend(document)
+    return [stream] if stream else []
 
 
 def pack_blocks(
@@ -756,13 +779,20 @@ def pack_blocks(
     min_blocks: int = 1,
     min_block_tokens: int = MIN_BLOCK_TOKENS,
     source: str = "the corpus",
+    across_documents: bool = False,
 ) -> Blocks:
-    """[CLS] sentences of one document [SEP] [PAD]...: rows of length `seq_len`."""
+    """[CLS] sentences of one document [SEP] [PAD]...: rows of length `seq_len`.
+
+    With `across_documents`, blocks run on from one document into the next, with a [SEP]
+    between them, so that almost no position is padding.
+    """
     if seq_len < 3:
         raise ValueError(f"seq_len must be at least 3 ([CLS], one token, [SEP]), got {seq_len}")
     room = seq_len - 2
     threshold = min(min_block_tokens, room)
     input_rows, word_rows = [], []
+    if across_documents:
+        documents = join_documents(documents, sep_id)
     for document in documents:
         filled = _fill_blocks(document, room)
         kept = [block for block in filled if len(block[0]) >= threshold]

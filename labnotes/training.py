@@ -614,12 +614,13 @@ class PreparedCorpus:
     train_documents: list  # documents -> sentences -> (token ids, word ids)
     valid_documents: list
 
-    def blocks(self, split: str, seq_len: int) -> Any:
+    def blocks(self, split: str, seq_len: int, *, across_documents: bool = False) -> Any:
         from labnotes.data import pack_blocks
         from labnotes.tokenizer import CLS_ID, PAD_ID, SEP_ID
 
         documents = self.train_documents if split == "train" else self.valid_documents
-        return pack_blocks(documents, seq_len, cls_id=CLS_ID, sep_id=SEP_ID, pad_id=PAD_ID)
+        return pack_blocks(documents, seq_len, cls_id=CLS_ID, sep_id=SEP_ID, pad_id=PAD_ID,
+                           source=f"the {split} split", across_documents=across_documents)
 
 
 _PREPARED: dict[str, PreparedCorpus] = {}

@@ -510,3 +510,29 @@ def test_pack_blocks_too_little_text() -> None:
         assert words in message
     with pytest.raises(ValueError):
         pack_blocks(documents, 2, cls_id=CLS, sep_id=SEP, pad_id=PAD)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(document_shapes, max_size=5), st.integers(3, 24))
+def test_pack_blocks_across_documents(shapes, seq_len: int) -> None:
+    """FULL-SENTENCES packing: every token once, in order; a [SEP] (special, word -1) between documents."""
+    documents, key = encode_shapes(shapes)
+    blocks = pack_blocks(documents, seq_len, cls_id=CLS, sep_id=SEP, pad_id=PAD, min_blocks=0, min_block_tokens=0,
+                         across_documents=True)
+    ids, words, special = blocks.input_ids, blocks.word_ids, blocks.special_tokens_mask
+    assert torch.equal(special, words == -1) and ids.shape[1:] == (seq_len,)
+    stream = []
+    for row, row_words in zip(ids.tolist(), words.tolist()):
+        assert row[0] == CLS and row[1] != SEP, "a separator never opens a block"
+        body = [(t, w) for t, w in zip(row[1:], row_words[1:]) if t != PAD]
+        assert body[-1][0] == SEP  # the block's own closing [SEP]
+        real_words = [w for t, w in body[:-1] if t != SEP]
+        assert all(b - a in (0, 1) for a, b in zip(real_words, real_words[1:]))
+        assert all(w == -1 for t, w in body if t == SEP)
+        stream += [t for t, _ in body[:-1]]
+    real = [t for t in stream if t != SEP]
+    assert real == [t for d in documents for s in d for t in s[0]]
+    # a [SEP] inside a block always sits between tokens of two different documents
+    for before, sep, after in zip(stream, stream[1:], stream[2:]):
+        if sep == SEP and before != SEP and after != SEP:
+            assert key[before][0] < key[after][0]
