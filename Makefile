@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-test: install
+test: site-deps
 	$(PY) -m pytest -q
 
 clean:

@@ -646,7 +646,7 @@ def load_corpus(source: str | Path | None = None) -> Corpus:
 #
 # Which side a document lands on is decided by its content alone: we hash the document's text
 # with SHA-256, read the first 8 bytes as a number $u \in [0, 1)$ and send the document to
-# validation when $u < $ `valid_fraction`. This does not depend on the order of the documents,
+# validation when $u < f$, where $f$ is `valid_fraction`. This does not depend on the order of the documents,
 # on Python's per-process string hashing, or on a random seed; adding documents to a corpus
 # never moves the existing ones; and two identical documents always land on the same side.
 #
@@ -760,7 +760,7 @@ def _fill_blocks(
 
 
 def join_documents(documents: Sequence[Sequence[EncodedSentence]], sep_id: int) -> list[list[EncodedSentence]]:
-    """All documents as one stream, a [SEP] between consecutive documents (RoBERTa FULL-SENTENCES)."""
+    """All documents as one stream, a `[SEP]` between consecutive documents (RoBERTa FULL-SENTENCES)."""
     stream: list[EncodedSentence] = []
     for document in documents:
         if stream:
@@ -781,9 +781,9 @@ def pack_blocks(
     source: str = "the corpus",
     across_documents: bool = False,
 ) -> Blocks:
-    """[CLS] sentences of one document [SEP] [PAD]...: rows of length `seq_len`.
+    """`[CLS]` sentences of one document `[SEP]` `[PAD]`...: rows of length `seq_len`.
 
-    With `across_documents`, blocks run on from one document into the next, with a [SEP]
+    With `across_documents`, blocks run on from one document into the next, with a `[SEP]`
     between them, so that almost no position is padding.
     """
     if seq_len < 3:

@@ -372,8 +372,9 @@ def run_experiment(out_dir: Path | str, *, quick: bool = False, progress: bool =
     for name, changes in arms.items():
         config = dataclasses.replace(MLMConfig(), **changes)
         config.train.progress = progress
-        if quick:
-            config.train.steps, config.train.eval_every, config.train.checkpoint_every = 30, 10, 30
+        if quick:  # a smoke test of the whole pipeline, not a result
+            config.train.steps = config.train.eval_every = config.train.checkpoint_every = 20
+            config.eval_blocks = 64
         task = MLMTask(config)
         run_dir = work_dir / ("quick" if quick else "full") / slug(name)
         if run_dir.exists():

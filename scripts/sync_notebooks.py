@@ -1,0 +1,64 @@
+"""Regenerate notebooks/<page>.ipynb from labnotes/<page>.py (`make notebooks`).
+
+    python scripts/sync_notebooks.py           write every notebook, delete stale ones
+    python scripts/sync_notebooks.py --check   exit 1 and list the notebooks that are out of date
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from labnotes.site.notebooks import notebook_text, repository_url  # noqa: E402
+from labnotes.site.render import discover_pages  # noqa: E402
+
+
+def expected_notebooks(root: Path = ROOT) -> dict[Path, str]:
+    """notebooks/<page>.ipynb -> its text, for every page in labnotes.PAGES."""
+    repo_url = repository_url(root)
+    return {root / "notebooks" / f"{name}.ipynb":
+            notebook_text(root / "labnotes" / f"{name}.py", package="labnotes", repo_url=repo_url)
+            for name in discover_pages(root / "labnotes")}
+
+
+def out_of_date(root: Path = ROOT) -> list[str]:
+    """What differs between notebooks/ and the literate files (empty when in sync)."""
+    expected = expected_notebooks(root)
+    problems = [f"{path.relative_to(root)} is {'out of date' if path.exists() else 'missing'}"
+                for path, text in expected.items()
+                if not path.exists() or path.read_text(encoding="utf-8") != text]
+    problems += [f"{path.relative_to(root)} has no page in labnotes.PAGES"
+                 for path in sorted((root / "notebooks").glob("*.ipynb")) if path not in expected]
+    return problems
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only report notebooks that are out of date")
+    args = parser.parse_args()
+    if args.check:
+        problems = out_of_date()
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        if problems:
+            print("run `make notebooks` to regenerate them", file=sys.stderr)
+        return 1 if problems else 0
+    expected = expected_notebooks()
+    (ROOT / "notebooks").mkdir(exist_ok=True)
+    for path, text in expected.items():
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            path.write_text(text, encoding="utf-8")
+            print(f"wrote {path.relative_to(ROOT)}")
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        if path not in expected:
+            path.unlink()
+            print(f"deleted {path.relative_to(ROOT)} (not in labnotes.PAGES)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,246 @@
+"""The built site in a real browser: Playwright driving Debian's headless Chromium.
+
+Every page is loaded from a local http.server and looked at two widths (1600 px: two
+columns; 700 px: one) and must show no console error, load nothing from another host, leave no formula
+unrendered, and lay out its sections correctly. On literate pages each copy button must
+copy its section's code and each permalink must land on its section. Full-page screenshots
+of the MLM page (or the fixture paper page when there is none) go to test-artifacts/.
+
+Chromium: `sh scripts/install_browser.sh` (apt-get install chromium). Without it these tests
+are skipped locally, and fail when CI=true.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from labnotes.site.render import load_site
+from sitebuild import ROOT, SITES, package_dir, results_dir, served_site, site_pages
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+WIDE, NARROW = 1600, 700
+ARTIFACTS = ROOT / "test-artifacts"
+
+# Text nodes outside code and rendered math that still look like TeX delimiters.
+RAW_MATH_JS = r"""() => {
+  const root = document.querySelector('.md-content');
+  const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT, {
+    acceptNode: (node) => node.parentElement.closest('pre, code, .katex, script, style')
+      ? NodeFilter.FILTER_REJECT : NodeFilter.FILTER_ACCEPT});
+  const raw = [];
+  const pattern = /\$\$|\$[^\s$][^$]*\$|\\\(|\\\)|\\\[|\\\]/;
+  while (walker.nextNode()) {
+    if (pattern.test(walker.currentNode.textContent)) raw.push(walker.currentNode.textContent.trim().slice(0, 80));
+  }
+  const unrendered = [...document.querySelectorAll('.arithmatex')].filter((el) => !el.querySelector('.katex'));
+  return {raw, unrendered: unrendered.map((el) => el.textContent.slice(0, 80)),
+          errors: [...document.querySelectorAll('.katex-error')].map((el) => el.textContent.slice(0, 80))};
+}"""
+
+LAYOUT_JS = r"""() => [...document.querySelectorAll('.ln-section:not(.ln-section--no-code)')].map((section) => {
+  const box = (el) => { const r = el.getBoundingClientRect(); return {left: r.left, right: r.right, top: r.top, bottom: r.bottom, width: r.width}; };
+  return {anchor: section.dataset.anchor || 'header', notes: box(section.querySelector('.ln-notes')),
+          code: box(section.querySelector('.ln-code .highlight') || section.querySelector('.ln-code'))};
+})"""
+
+
+def _chromium_or_skip() -> None:
+    if CHROMIUM.exists():
+        return
+    message = f"{CHROMIUM} is missing: run `sh scripts/install_browser.sh`"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message + " (browser tests must run in CI)")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    _chromium_or_skip()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+class Visit:
+    """One page at one width, with its console errors and off-site requests recorded."""
+
+    def __init__(self, browser, base: str, path: str, width: int) -> None:
+        self.base = base
+        self.context = browser.new_context(viewport={"width": width, "height": 900})
+        self.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base)
+        self.errors: list[str] = []
+        self.external: list[str] = []
+        self.context.route("**/*", self._route)
+        self.page = self.context.new_page()
+        self.page.on("console", lambda message: self.errors.append(f"console {message.type}: {message.text}")
+                     if message.type == "error" else None)
+        self.page.on("pageerror", lambda error: self.errors.append(f"page error: {error}"))
+        self.page.on("requestfailed", lambda request: self.errors.append(
+            f"request failed: {request.url} ({request.failure})")
+            if request.url.startswith(base) else None)
+        response = self.page.goto(f"{base}/{path}", wait_until="load")
+        assert response is not None and response.ok, f"{path}: HTTP {response and response.status}"
+
+    def _route(self, route) -> None:
+        url = route.request.url
+        if url.startswith(self.base + "/") or url == self.base or url.startswith(("data:", "blob:")):
+            route.continue_()
+        else:
+            self.external.append(url)
+            route.abort()
+
+    def close(self) -> None:
+        self.context.close()
+
+
+def _pages() -> list[tuple[str, str]]:
+    return [(kind, page) for kind in SITES for page in site_pages(kind)]
+
+
+@pytest.mark.parametrize("kind,path", _pages(), ids=[f"{k}:{p}" for k, p in _pages()])
+def test_page_in_browser(browser, kind, path):
+    base = served_site(kind)  # builds the site first: a failing build is the error to see
+    literate = _literate_page(kind, path)
+    visit = Visit(browser, base, path, WIDE)
+    try:
+        page = visit.page
+        page.wait_for_load_state("networkidle")
+        for width in (WIDE, NARROW):  # one load; the second width by resizing the window
+            page.set_viewport_size({"width": width, "height": 900})
+            where = f"{path} at {width}px"
+
+            math = page.evaluate(RAW_MATH_JS)
+            assert not math["unrendered"], f"{where}: unrendered formulas {math['unrendered']}"
+            assert not math["errors"], f"{where}: KaTeX errors {math['errors']}"
+            assert not math["raw"], f"{where}: raw TeX left in the text {math['raw']}"
+
+            for box in page.evaluate(LAYOUT_JS):
+                notes, code = box["notes"], box["code"]
+                if width == WIDE:  # side by side, tops aligned
+                    assert notes["right"] <= code["left"] + 1, f"{where}: {box['anchor']} not side by side"
+                    assert abs(notes["top"] - code["top"]) <= 2, f"{where}: {box['anchor']} tops not aligned"
+                    assert code["width"] >= 500, f"{where}: {box['anchor']} code column too narrow"
+                else:  # stacked: code below its notes, same column
+                    assert code["top"] >= notes["bottom"] - 1, f"{where}: {box['anchor']} not stacked"
+                    assert abs(notes["left"] - code["left"]) <= 2, f"{where}: {box['anchor']} columns differ"
+
+            if literate is not None and path == _screenshot_page():
+                ARTIFACTS.mkdir(exist_ok=True)
+                page.screenshot(path=str(ARTIFACTS / f"{Path(path).stem}-{width}.png"), full_page=True)
+
+        if literate is not None:  # these scroll the page: after the screenshots, at full width
+            page.set_viewport_size({"width": WIDE, "height": 900})
+            _check_copy_buttons(page, literate, f"{path} at {WIDE}px")
+            _check_permalinks(page, literate, f"{path} at {WIDE}px")
+
+        page.wait_for_timeout(50)  # let late console messages arrive
+        assert not visit.errors, f"{path}: " + "\n".join(visit.errors)
+        assert not visit.external, f"{path}: requests to other hosts: {visit.external}"
+    finally:
+        visit.close()
+
+
+def _literate_page(kind: str, path: str):
+    """The LiteratePage behind `path`, or None for hand-written and reference pages."""
+    if "/" in path:
+        return None
+    name = path.removesuffix(".html")
+    site = load_site(package_dir(kind), results_dir(kind), root=ROOT)
+    return site.page(name) if name in site.names else None
+
+
+def _screenshot_page() -> str:
+    return "mlm.html" if "mlm.html" in site_pages("real") else "toypaper.html"
+
+
+def _check_copy_buttons(page, literate, where: str) -> None:
+    expected = [section.code for section in literate.sections if section.code_cells]
+    buttons = page.locator(".ln-section:not(.ln-header) .ln-code button.md-code__button[data-md-type=copy]")
+    assert buttons.count() == len(expected), f"{where}: {buttons.count()} copy buttons for {len(expected)} sections"
+    for index, code in enumerate(expected):
+        page.evaluate("navigator.clipboard.writeText('')")
+        buttons.nth(index).scroll_into_view_if_needed()
+        buttons.nth(index).click()
+        page.wait_for_function("async () => (await navigator.clipboard.readText()).length > 0", timeout=15000)
+        copied = page.evaluate("navigator.clipboard.readText()")
+        assert copied == code.rstrip(), f"{where}: copy button {index} copied {copied[:80]!r}..."
+
+
+def _check_permalinks(page, literate, where: str) -> None:
+    for section in literate.sections:
+        link = page.locator(f'.ln-section[data-anchor="{section.anchor}"] a.headerlink').first
+        href = urlsplit(link.get_attribute("href"))  # instant navigation makes links absolute
+        assert href.fragment == section.anchor and href.path in ("", urlsplit(page.url).path), \
+            f"{where}: permalink of {section.anchor} is {link.get_attribute('href')}"
+        inside = page.evaluate(
+            """(anchor) => { const el = document.getElementById(anchor);
+                 return !!el && el.closest('.ln-section')?.dataset.anchor === anchor; }""", section.anchor)
+        assert inside, f"{where}: #{section.anchor} is not in its section"
+    # following a permalink scrolls its section to the top of the window (below the header),
+    # or as far as the page goes when the section is near the end
+    for section in literate.sections[1:]:
+        page.evaluate("(anchor) => { window.scrollTo(0, 0); location.hash = anchor; }", section.anchor)
+        page.wait_for_function(
+            """(anchor) => { const top = document.getElementById(anchor).getBoundingClientRect().top;
+                 const atEnd = Math.ceil(scrollY + innerHeight) >= document.documentElement.scrollHeight - 2;
+                 return (top >= -2 && top < 200) || (atEnd && top >= 0 && top < innerHeight); }""",
+            arg=section.anchor, timeout=15000)
+
+
+def test_copy_and_layout_checks_cover_a_literate_page():
+    """The browser test above must see at least one literate page with code (the fixture's)."""
+    assert "toypaper.html" in site_pages("fixture")
+    assert re.fullmatch(r"\w+\.html", _screenshot_page())
+
+
+def _search(page, query: str) -> list[str]:
+    page.locator("input.md-search__input").click()
+    page.keyboard.type(query, delay=20)  # Material searches on key events
+    page.wait_for_selector(".md-search-result__item", timeout=10000)
+    return page.locator(".md-search-result__item").all_inner_texts()
+
+
+def test_search_finds_a_literate_page(browser):
+    visit = Visit(browser, served_site("fixture"), "index.html", WIDE)
+    try:
+        results = _search(visit.page, "scaled dot products")
+        assert any("Scaled dot products" in text for text in results), results
+        assert not visit.errors and not visit.external
+    finally:
+        visit.close()
+
+
+def test_site_works_opened_as_plain_files(browser):
+    """file://: styles, math fonts, copy buttons and search still work (no server at all)."""
+    from sitebuild import built_site
+
+    _chromium_or_skip()
+    site = built_site("fixture")
+    context = browser.new_context(viewport={"width": WIDE, "height": 900})
+    errors: list[str] = []
+    try:
+        page = context.new_page()
+        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto((site / "toypaper.html").as_uri(), wait_until="load")
+        boxes = page.evaluate(LAYOUT_JS)
+        assert boxes and all(b["notes"]["right"] <= b["code"]["left"] + 1 for b in boxes)  # CSS applied
+        assert page.evaluate("document.fonts.ready.then(() => document.fonts.check('16px KaTeX_Main'))")
+        assert page.locator(".ln-code button.md-code__button[data-md-type=copy]").count() >= 3
+        results = _search(page, "hiding tokens")
+        assert any("Hiding tokens" in text for text in results), results
+        assert not errors, errors
+    finally:
+        context.close()

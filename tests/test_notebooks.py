@@ -1,0 +1,122 @@
+"""notebooks/<page>.ipynb: in sync with the literate files, and they run top to bottom.
+
+Regenerate with `make notebooks` (scripts/sync_notebooks.py). Execution uses this venv's
+Python as the kernel (a kernelspec written to a temporary folder) with LABNOTES_QUICK=1, in
+a temporary working directory so that demo runs leave nothing in the repository.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from labnotes.site.notebooks import notebook_text
+from labnotes.site.render import discover_pages
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures"
+PAGES = discover_pages(ROOT / "labnotes")
+KERNEL = "labnotes-venv"
+CELL_TIMEOUT = 240
+
+_spec = importlib.util.spec_from_file_location("sync_notebooks", ROOT / "scripts" / "sync_notebooks.py")
+sync_notebooks = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(sync_notebooks)
+
+
+def test_notebooks_are_in_sync_with_the_literate_files():
+    problems = sync_notebooks.out_of_date(ROOT)
+    assert not problems, "\n".join(problems) + "\nrun `make notebooks` to regenerate them"
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_first_cell_explains_install_and_picks_the_gpu(name):
+    notebook = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+    setup = notebook.cells[0]
+    assert setup.cell_type == "code"
+    assert "pip install -e ." in setup.source and "%pip install" in setup.source
+    assert 'torch.cuda.is_available()' in setup.source
+    assert f"labnotes/{name}.py" in setup.source
+    assert all(not cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code")
+    assert notebook.cells[1].source.startswith('"""')  # then the module, docstring first
+
+
+def test_notebook_text_is_deterministic_and_has_no_jupytext_bookkeeping():
+    path = FIXTURES / "toypkg" / "toypaper.py"
+    first = notebook_text(path, package="toypkg")
+    assert first == notebook_text(path, package="toypkg")
+    notebook = json.loads(first)
+    assert [cell["id"] for cell in notebook["cells"]] == [f"cell-{i}" for i in range(len(notebook["cells"]))]
+    assert "jupytext" not in notebook["metadata"]
+    assert all(set(cell["metadata"]) <= {"tags"} for cell in notebook["cells"])
+    assert [cell["cell_type"] for cell in notebook["cells"]] == [
+        "code", "code", "markdown", "code", "markdown", "code", "markdown", "code"]
+
+
+def test_sync_reports_drift_and_stale_notebooks(tmp_path):
+    (tmp_path / "labnotes").mkdir()
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "labnotes" / "__init__.py").write_text('PAGES = ["toyshared"]\n')
+    source = (FIXTURES / "toypkg" / "toyshared.py").read_text()
+    (tmp_path / "labnotes" / "toyshared.py").write_text(source)
+    assert sync_notebooks.out_of_date(tmp_path) == ["notebooks/toyshared.ipynb is missing"]
+    for path, text in sync_notebooks.expected_notebooks(tmp_path).items():
+        path.write_text(text)
+    (tmp_path / "notebooks" / "old.ipynb").write_text("{}")
+    assert sync_notebooks.out_of_date(tmp_path) == ["notebooks/old.ipynb has no page in labnotes.PAGES"]
+    (tmp_path / "notebooks" / "old.ipynb").unlink()
+    (tmp_path / "labnotes" / "toyshared.py").write_text(source.replace("Scaled dot products", "Dot products"))
+    assert sync_notebooks.out_of_date(tmp_path) == ["notebooks/toyshared.ipynb is out of date"]
+
+
+# --------------------------------------------------------------------------- execution
+
+
+@pytest.fixture(scope="module")
+def kernel(tmp_path_factory):
+    """A kernelspec for this interpreter (the venv's), found through JUPYTER_PATH."""
+    jupyter = tmp_path_factory.mktemp("jupyter")
+    spec_dir = jupyter / "kernels" / KERNEL
+    spec_dir.mkdir(parents=True)
+    (spec_dir / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "labnotes (test venv)",
+        "language": "python",
+        "env": {"LABNOTES_QUICK": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                "MPLBACKEND": "Agg", "PYTHONPATH": os.pathsep.join([str(ROOT), str(FIXTURES)])},
+    }))
+    previous = os.environ.get("JUPYTER_PATH")
+    os.environ["JUPYTER_PATH"] = str(jupyter)
+    yield KERNEL
+    if previous is None:
+        os.environ.pop("JUPYTER_PATH", None)
+    else:
+        os.environ["JUPYTER_PATH"] = previous
+
+
+def _execute(text: str, cwd: Path, kernel: str) -> nbformat.NotebookNode:
+    notebook = nbformat.reads(text, as_version=4)
+    client = NotebookClient(notebook, kernel_name=kernel, timeout=CELL_TIMEOUT,
+                            resources={"metadata": {"path": str(cwd)}})
+    client.execute()
+    return notebook
+
+
+def test_fixture_notebook_executes(kernel, tmp_path):
+    notebook = _execute(notebook_text(FIXTURES / "toypkg" / "toypaper.py", package="toypkg"), tmp_path, kernel)
+    outputs = "".join(output.get("text", "") for cell in notebook.cells for output in cell.get("outputs", []))
+    assert "toypkg is installed; computing on cpu" in outputs
+    assert "[[0.7071067811865475, 0.0], [0.0, 0.7071067811865475]] 0.7071067811865475" in outputs
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_notebook_executes_top_to_bottom(kernel, tmp_path, name):
+    path = ROOT / "notebooks" / f"{name}.ipynb"
+    _execute(path.read_text(encoding="utf-8"), tmp_path, kernel)
