@@ -340,10 +340,14 @@ QUICK = os.environ.get("LABNOTES_QUICK") == "1"
 
 if __name__ == "__main__":
     demo = MLMConfig()
-    if QUICK:
-        demo.train.steps, demo.train.eval_every = 20, 10
+    if QUICK:  # LABNOTES_QUICK=1: a few steps, to check the notebook runs
+        demo.train.steps = demo.train.eval_every = 20
+        demo.eval_blocks = 64
     demo_task = MLMTask(demo)
-    demo_summary = train(demo_task, demo.train, "runs/mlm-notebook", resume=False)
+    demo_out = Path("runs/mlm-notebook")
+    if demo_out.exists():
+        shutil.rmtree(demo_out)  # the notebook always trains afresh
+    demo_summary = train(demo_task, demo.train, demo_out)
     print(json.dumps(demo_summary, indent=2))
     for sentence in ["the function returns a [MASK] of the input.", "raise an [MASK] if the file does not exist."]:
         print(sentence, "->", fill_in_the_blanks(demo_task.model, demo_task.tokenizer, sentence))

@@ -49,11 +49,12 @@ def setup_cell_source(page: str, package: str = "labnotes", repo_url: str | None
         f'        "{package} is not installed: run `pip install -e .` in a clone of the repository, "',
         '        "or uncomment the %pip line at the top of this cell")',
         "",
-        f"from {package}.training import pick_device",
+        "import torch",
         "",
         "# Compute on the GPU when there is one (CUDA, then Apple MPS, then the CPU). The page's code",
         "# picks the same device by itself; DEVICE is here for your own experiments.",
-        "DEVICE = pick_device()",
+        'DEVICE = torch.device("cuda" if torch.cuda.is_available() else',
+        '                      "mps" if torch.backends.mps.is_available() else "cpu")',
         'print(f"{package} is installed; computing on {DEVICE}")'.replace("{package}", package),
     ])
 
