@@ -200,7 +200,7 @@ class MaskedLanguageModel(nn.Module):
 class MLMConfig:
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     model: EncoderConfig = field(default_factory=lambda: EncoderConfig(dropout=0.0))
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=1500, lr=2e-3, eval_every=250,
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=2000, lr=2e-3, eval_every=250,
                                                                    checkpoint_every=250))
     mask_rate: float = 0.15
     mask_token_prob: float = 0.8
@@ -400,7 +400,12 @@ def slug(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
 
 
-DEMO_SENTENCES = ["return a new [MASK] with the same elements.", "the file is opened in [MASK] mode."]
+DEMO_SENTENCES = [
+    "return a new [MASK] with the same elements.",
+    "the file is opened in [MASK] mode.",
+    "raise an [MASK] if the path does not exist.",
+    "this function is deprecated and will be [MASK] in a future release.",
+]
 
 
 def clean_token_recovery(task: MLMTask) -> float:
@@ -423,6 +428,11 @@ def results_table(rows: dict[str, dict[str, Any]]) -> str:
     for name, row in rows.items():
         lines.append(f"| {name} | {row['eval_accuracy']:.3f} | {row['eval_loss']:.2f} | "
                      f"{row['eval_perplexity']:.0f} | {row['clean_token_recovery']:.3f} |")
+    fill_in = next((row["fill_in"] for row in rows.values() if "fill_in" in row), {})
+    if fill_in:
+        lines += ["", "| sentence (BERT 80/10/10 model) | top guesses for `[MASK]` |", "|---|---|"]
+        lines += [f"| {sentence.replace('[MASK]', '`[MASK]`')} | {', '.join(guesses[0])} |"
+                  for sentence, guesses in fill_in.items()]
     return "\n".join(lines) + "\n"
 
 
