@@ -366,6 +366,15 @@ def latest_checkpoint(out_dir: Path) -> Path | None:
 # resumes, lines from steps after its checkpoint are dropped so the file matches the weights.
 
 # %%
+def save_figure(figure: Any, path: Path) -> None:
+    """Write a matplotlib figure as a reproducible SVG (fixed ids, no date), atomically."""
+    import matplotlib.pyplot as plt
+
+    plt.rcParams["svg.hashsalt"] = "labnotes"
+    write_atomic(path, lambda tmp: figure.savefig(tmp, format="svg", metadata={"Date": None}))
+    plt.close(figure)
+
+
 def read_metrics(path: Path) -> list[dict[str, Any]]:
     rows = []
     if Path(path).exists():
