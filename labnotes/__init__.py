@@ -3,7 +3,7 @@
 __version__ = "0.1.0"
 
 # The site's pages in reading order: shared pieces first, then one page per paper.
-PAGES = ["data", "tokenizer", "transformer", "training", "mlm"]
+PAGES = ["data", "tokenizer", "transformer", "training", "mlm", "spanbert"]
 
 # Modules that register a paper (each defines PAPER = labnotes.training.Paper(...)).
-PAPERS = ["mlm"]
+PAPERS = ["mlm", "spanbert"]

@@ -1,0 +1,344 @@
+"""SpanBERT: the span sampler's invariants (hypothesis), its length distribution and rate, the
+span boundary objective's indices and leak test, and a short `labnotes train spanbert`."""
+
+import json
+import math
+import random
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.stats import chi2
+
+from labnotes.cli import main
+from labnotes.data import Blocks
+from labnotes.mlm import IGNORE
+from labnotes.spanbert import (SpanBERTModel, mask_spans, recovery_scores, span_boundary_targets,
+                               span_length_distribution, span_recovery_set)
+from labnotes.training import read_metrics
+from labnotes.transformer import EncoderConfig
+from tests.test_cli import TINY, write_small_corpus
+
+PAD, CLS, SEP, MASK, NUM_SPECIAL = 0, 2, 3, 4, 5
+VOCAB = 500
+HUGE_VOCAB = 10**6  # random replacements (almost) never equal the original token
+
+
+def make_blocks(seed: int, batch: int, seq_len: int, *, two_segments: bool = False, with_cls: bool = True,
+                max_word_tokens: int = 3, min_real: int = 1):
+    """Rows like labnotes' blocks: [CLS] words [SEP] [PAD]..., word ids -1 on specials.
+
+    Rows have random real lengths; words are 1..max_word_tokens tokens; optionally a [SEP] in
+    the middle (two segments) and optionally no [CLS] (a span may then touch the row's start)."""
+    rng = random.Random(seed)
+    ids = [[PAD] * seq_len for _ in range(batch)]
+    word_ids = [[-1] * seq_len for _ in range(batch)]
+    for row in range(batch):
+        start = 1 if with_cls else 0
+        if with_cls:
+            ids[row][0] = CLS
+        end = rng.randint(min(start + min_real, seq_len - 1), seq_len - 1)  # the [SEP] position
+        middle = rng.randint(start + 1, end - 1) if two_segments and end - start > 2 else -1
+        word, left = -1, 0
+        for position in range(start, end):
+            if position == middle:
+                ids[row][position], left = SEP, 0
+                continue
+            if left == 0:
+                word, left = word + 1, rng.randint(1, max_word_tokens)
+            ids[row][position] = rng.randrange(NUM_SPECIAL, VOCAB)
+            word_ids[row][position] = word
+            left -= 1
+        ids[row][end] = SEP
+    ids, word_ids = torch.tensor(ids), torch.tensor(word_ids)
+    return ids, word_ids == -1, word_ids
+
+
+def span_word_count(word_ids, row, first, last):
+    return len(set(word_ids[row, first:last + 1].tolist()))
+
+
+@settings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 2**31), batch=st.integers(1, 6), seq_len=st.integers(3, 48),
+       rate=st.floats(0.0, 1.0), per_row=st.booleans(), two_segments=st.booleans(), with_cls=st.booleans(),
+       mask_token_prob=st.sampled_from([0.0, 0.5, 0.8, 1.0]))
+def test_span_masking_invariants(seed, batch, seq_len, rate, per_row, two_segments, with_cls, mask_token_prob):
+    ids, special, word_ids = make_blocks(seed, batch, seq_len, two_segments=two_segments, with_cls=with_cls)
+    random_prob = (1 - mask_token_prob) / 2
+
+    def run():
+        return mask_spans(ids, special, vocab_size=HUGE_VOCAB, whole_word_ids=word_ids, rate=rate,
+                          mask_token_prob=mask_token_prob, random_token_prob=random_prob, budget_per_row=per_row,
+                          generator=torch.Generator().manual_seed(seed))
+
+    inputs, labels, spans = run()
+    selected = labels != IGNORE
+    assert inputs.shape == labels.shape == ids.shape and inputs.dtype == labels.dtype == ids.dtype
+    assert spans.dtype == torch.long and spans.shape[1:] == (3,)
+    assert torch.equal(labels[selected], ids[selected]) and torch.equal(inputs[~selected], ids[~selected])
+
+    # the spans cover exactly the selected tokens, never a special token (nor padding)
+    covered = torch.zeros_like(selected)
+    for row, first, last in spans.tolist():
+        assert 0 <= first <= last < seq_len
+        assert not covered[row, first:last + 1].any(), "spans overlap"
+        covered[row, first:last + 1] = True
+        assert not special[row, first:last + 1].any(), "a span contains a special token"
+        # whole words: the neighbours outside the span belong to other words (or are specials)
+        if first > 0 and not special[row, first - 1]:
+            assert word_ids[row, first - 1] != word_ids[row, first]
+        if last + 1 < seq_len and not special[row, last + 1]:
+            assert word_ids[row, last + 1] != word_ids[row, last]
+        # the 80/10/10 decision is one per span
+        shown, original = inputs[row, first:last + 1], ids[row, first:last + 1]
+        kinds = {"mask" if s == MASK else "same" if s == o else "random"
+                 for s, o in zip(shown.tolist(), original.tolist())}
+        assert len(kinds) == 1, f"mixed treatment inside one span: {kinds}"
+        if mask_token_prob == 1.0:
+            assert kinds == {"mask"}
+    assert torch.equal(covered, selected)
+    # spans never touch: the token after a span is never hidden
+    ordered = spans.tolist()
+    assert ordered == sorted(ordered)
+    for (row_a, _, last_a), (row_b, first_b, _) in zip(ordered, ordered[1:]):
+        if row_a == row_b:
+            assert first_b > last_a + 1, "two spans touch"
+    # never more than the budget (15% of the real tokens, rounded up at most)
+    real = (~special).sum(1)
+    if per_row:
+        assert (selected.sum(1) <= torch.floor(rate * real) + 1).all()
+    else:
+        assert selected.sum() <= math.floor(rate * int(real.sum())) + 1
+    # determinism under a seeded generator
+    again = run()
+    assert all(torch.equal(a, b) for a, b in zip(again, (inputs, labels, spans)))
+
+
+def test_span_lengths_follow_the_clipped_geometric():
+    lengths = []
+    for seed in range(4):
+        ids, special, word_ids = make_blocks(seed, 64, 512, max_word_tokens=2, min_real=400)
+        _, _, spans = mask_spans(ids, special, vocab_size=VOCAB, whole_word_ids=word_ids,
+                                 generator=torch.Generator().manual_seed(seed))
+        lengths += [span_word_count(word_ids, row, first, last) for row, first, last in spans.tolist()]
+    observed = torch.bincount(torch.tensor(lengths), minlength=11)[1:].double()
+    assert observed.sum() > 1500 and len(observed) == 10, "spans are at most 10 words"
+    expected = torch.tensor(span_length_distribution(0.2, 10), dtype=torch.double) * observed.sum()
+    statistic = (((observed - expected) ** 2) / expected).sum().item()
+    assert statistic < chi2.ppf(1 - 1e-6, df=9), (observed.tolist(), expected.tolist())
+    assert abs(sum(lengths) / len(lengths) - 3.797) < 0.25
+
+
+def test_the_chi_square_check_can_fail():
+    """The same check rejects lengths drawn with the wrong p (0.3, SpanBERT's argparse default)."""
+    ids, special, word_ids = make_blocks(0, 64, 512, max_word_tokens=2, min_real=400)
+    _, _, spans = mask_spans(ids, special, vocab_size=VOCAB, whole_word_ids=word_ids, geometric_p=0.3,
+                             generator=torch.Generator().manual_seed(0))
+    lengths = [span_word_count(word_ids, row, first, last) for row, first, last in spans.tolist()]
+    observed = torch.bincount(torch.tensor(lengths), minlength=11)[1:].double()
+    expected = torch.tensor(span_length_distribution(0.2, 10), dtype=torch.double) * observed.sum()
+    assert (((observed - expected) ** 2) / expected).sum().item() > chi2.ppf(1 - 1e-6, df=9)
+
+
+def test_masked_fraction_is_15_percent_of_the_tokens():
+    # batch budget: every batch is within one word of 15%
+    for seed in range(10):
+        ids, special, word_ids = make_blocks(seed, 64, 64)
+        _, labels, _ = mask_spans(ids, special, vocab_size=VOCAB, whole_word_ids=word_ids,
+                                  generator=torch.Generator().manual_seed(seed))
+        real = int((~special).sum())
+        assert abs(int((labels != IGNORE).sum()) - 0.15 * real) <= 3, seed
+    # per-row budget (the paper's): close to 15% on average over many rows
+    ids, special, word_ids = make_blocks(99, 400, 128, max_word_tokens=1)
+    _, labels, _ = mask_spans(ids, special, vocab_size=VOCAB, whole_word_ids=word_ids, budget_per_row=True,
+                              generator=torch.Generator().manual_seed(5))
+    fraction = int((labels != IGNORE).sum()) / int((~special).sum())
+    assert abs(fraction - 0.15) < 0.01
+
+
+def test_replacement_rates_per_span():
+    ids, special, word_ids = make_blocks(1, 256, 256)
+    inputs, labels, spans = mask_spans(ids, special, vocab_size=HUGE_VOCAB, whole_word_ids=word_ids,
+                                       generator=torch.Generator().manual_seed(2))
+    counts = {"mask": 0, "same": 0, "random": 0}
+    for row, first, last in spans.tolist():
+        shown, original = inputs[row, first], ids[row, first]
+        counts["mask" if shown == MASK else "same" if shown == original else "random"] += 1
+    n = len(spans)
+    for kind, p in (("mask", 0.8), ("same", 0.1), ("random", 0.1)):
+        assert abs(counts[kind] / n - p) < 5 * math.sqrt(p * (1 - p) / n), counts
+
+
+def test_without_word_ids_every_token_is_a_word():
+    ids, special, _ = make_blocks(3, 8, 64)
+    _, labels, spans = mask_spans(ids, special, vocab_size=VOCAB, generator=torch.Generator().manual_seed(0))
+    assert len(spans) > 0 and torch.equal((labels != IGNORE).sum(), (spans[:, 2] - spans[:, 1] + 1).sum())
+
+
+def test_bad_arguments_are_clear_errors():
+    ids, special, word_ids = make_blocks(0, 2, 16)
+    with pytest.raises(ValueError, match="whole_word_ids must be"):
+        mask_spans(ids, special, vocab_size=VOCAB, whole_word_ids=word_ids[:, :5])
+    with pytest.raises(ValueError, match="geometric_p"):
+        mask_spans(ids, special, vocab_size=VOCAB, geometric_p=0.0)
+    with pytest.raises(ValueError, match="special_tokens_mask"):
+        mask_spans(ids[0], special[0], vocab_size=VOCAB)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31), with_cls=st.booleans(), two_segments=st.booleans())
+def test_boundaries_are_outside_the_span_inside_the_sequence_and_never_hidden(seed, with_cls, two_segments):
+    ids, special, word_ids = make_blocks(seed, 6, 40, with_cls=with_cls, two_segments=two_segments)
+    _, labels, spans = mask_spans(ids, special, vocab_size=VOCAB, whole_word_ids=word_ids, rate=0.3,
+                                  generator=torch.Generator().manual_seed(seed))
+    padding_mask = ids != PAD
+    targets = span_boundary_targets(spans, labels, padding_mask, max_positions=64)
+    assert ((targets.left >= 0) & (targets.right < ids.shape[1])).all()
+    assert ((targets.left < targets.position) & (targets.position < targets.right)).all()
+    assert (labels[targets.rows, targets.left] == IGNORE).all()
+    assert (labels[targets.rows, targets.right] == IGNORE).all()
+    assert padding_mask[targets.rows, targets.left].all() and padding_mask[targets.rows, targets.right].all()
+    assert torch.equal(targets.labels, ids[targets.rows, targets.position])
+    # a span is left out only when a boundary would fall outside the sequence; at the edge of
+    # a block with [CLS] and [SEP] the boundary *is* [CLS] or [SEP]
+    kept = {(r, s) for r, s in zip(targets.rows.tolist(), (targets.left + 1).tolist())}
+    for row, first, last in spans.tolist():
+        inside = first >= 1 and last + 1 < ids.shape[1]
+        assert ((row, first) in kept) == inside
+        if (row, first) in kept and with_cls and first == 1:
+            assert ids[row, first - 1] == CLS
+
+
+def test_sbo_positions_are_capped():
+    labels = torch.arange(20).unsqueeze(0)
+    targets = span_boundary_targets(torch.tensor([[0, 2, 15]]), labels, None, max_positions=5)
+    assert targets.offset.tolist() == [0, 1, 2, 3, 4] and targets.position.tolist() == [2, 3, 4, 5, 6]
+    assert set(targets.left.tolist()) == {1} and set(targets.right.tolist()) == {16}
+
+
+def tiny_model(vocab=VOCAB, boundary_objective=True):
+    torch.manual_seed(0)
+    model = SpanBERTModel(EncoderConfig(vocab_size=vocab, max_len=64, dim=32, layers=2, heads=2, ffn_dim=64),
+                          boundary_objective=boundary_objective)
+    return model.eval()
+
+
+def leak_check(masker=mask_spans):
+    """Mask with every span all [MASK]; replace the original tokens of every span; mask again
+    with the same generator. Returns (spans, outputs before, outputs after)."""
+    model = tiny_model()
+    ids, special, word_ids = make_blocks(7, 8, 48)
+
+    def predictions(token_ids):
+        inputs, labels, spans = masker(token_ids, special, vocab_size=VOCAB, whole_word_ids=word_ids, rate=0.3,
+                                       mask_token_prob=1.0, random_token_prob=0.0,
+                                       generator=torch.Generator().manual_seed(3))
+        with torch.no_grad():
+            return spans, model.span_losses(inputs, labels, token_ids != PAD, spans)
+
+    spans, before = predictions(ids)
+    changed = ids.clone()
+    for row, first, last in spans.tolist():
+        shifted = (ids[row, first:last + 1] - NUM_SPECIAL + 17) % (VOCAB - NUM_SPECIAL)  # another ordinary token
+        changed[row, first:last + 1] = NUM_SPECIAL + shifted
+    assert (changed != ids).sum() == (spans[:, 2] - spans[:, 1] + 1).sum()
+    spans_again, after = predictions(changed)
+    assert torch.equal(spans, spans_again), "the spans do not depend on the tokens"
+    assert len(before.sbo_targets.labels) > 20 and not torch.equal(before.sbo_targets.labels, after.sbo_targets.labels)
+    return spans, before, after
+
+
+def test_leak_changing_a_fully_masked_span_does_not_move_its_predictions():
+    _, before, after = leak_check()
+    assert torch.equal(before.sbo_logits, after.sbo_logits)
+    assert torch.equal(before.mlm_logits, after.mlm_logits)
+
+
+def test_the_leak_test_can_fail():
+    """A masker with an off-by-one (the last token of each span stays visible) is caught."""
+
+    def leaky_mask_spans(input_ids, *args, **kwargs):
+        inputs, labels, spans = mask_spans(input_ids, *args, **kwargs)
+        inputs[spans[:, 0], spans[:, 2]] = input_ids[spans[:, 0], spans[:, 2]]
+        return inputs, labels, spans
+
+    _, before, after = leak_check(leaky_mask_spans)
+    assert not torch.equal(before.sbo_logits, after.sbo_logits)
+
+
+def test_span_recovery_set_hides_interior_whole_word_spans():
+    ids, special, word_ids = make_blocks(4, 30, 64, max_word_tokens=2)
+    recovery = span_recovery_set(Blocks(ids, word_ids, special), lengths=(3, 6))
+    assert len(recovery["input_ids"]) > 20
+    for example, (row, first, last) in enumerate(recovery["spans"].tolist()):
+        assert row == example
+        block = int(recovery["block"][example])
+        hidden = recovery["labels"][example] != IGNORE
+        assert hidden.nonzero().flatten().tolist() == list(range(first, last + 1))
+        assert (recovery["input_ids"][example, first:last + 1] == MASK).all()
+        assert torch.equal(recovery["labels"][example, first:last + 1], ids[block, first:last + 1])
+        assert span_word_count(word_ids, block, first, last) == recovery["span_words"][example]
+        assert word_ids[block, first - 1] not in (-1, word_ids[block, first]), "a whole real word on the left"
+        assert word_ids[block, last + 1] not in (-1, word_ids[block, last]), "a whole real word on the right"
+    scores = recovery_scores(recovery["labels"] != IGNORE, recovery)  # an oracle is right everywhere
+    assert scores["token_accuracy"] == 1.0 and scores["exact_match"] == 1.0
+    assert set(scores["by_length"]) == {"3", "6"}
+
+
+def test_train_spanbert_lowers_mlm_and_sbo_losses(tmp_path):
+    data = write_small_corpus(tmp_path / "small.txt")
+    out = tmp_path / "run"
+    code = main(["train", "spanbert", "--data", str(data), "--steps", "300", "--batch-size", "32", "--seq-len", "32",
+                 "--out", str(out), "--set", "eval_every=100", "--set", "lr=5e-3", *TINY])
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    evals = [row for row in read_metrics(out / "metrics.jsonl") if "eval_loss" in row]
+    assert evals[-1]["eval_loss"] < evals[0]["eval_loss"] - 0.3
+    assert evals[-1]["eval_sbo_loss"] < evals[0]["eval_sbo_loss"] - 0.3
+    assert summary["eval_sbo_loss"] < summary["baseline_entropy"]
+    assert summary["eval_sbo_accuracy"] > summary["baseline_accuracy"]
+    train_rows = [row for row in read_metrics(out / "metrics.jsonl") if "sbo_loss" in row]
+    assert train_rows[-1]["sbo_loss"] < train_rows[0]["sbo_loss"]
+    assert train_rows[-1]["mlm_loss"] < train_rows[0]["mlm_loss"]
+    for name in ("metrics.jsonl", "summary.json", "model.safetensors", "config.json"):
+        assert (out / name).exists()
+
+
+def test_bad_settings_are_clear_errors(tmp_path, capsys):
+    data = write_small_corpus(tmp_path / "small.txt", documents=20)
+    assert main(["train", "spanbert", "--data", str(data), "--set", "masking=spans",
+                 "--out", str(tmp_path / "a"), *TINY]) == 2
+    assert "masking='spans': choose one of token, word, span" in capsys.readouterr().err
+    assert main(["train", "spanbert", "--data", str(data), "--set", "masking=token",
+                 "--out", str(tmp_path / "b"), *TINY]) == 1
+    assert "boundary_objective needs masking=span" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_results_table_and_figures_from_stored_numbers(tmp_path):
+    from labnotes.spanbert import ARMS, draw_results
+
+    def scores(value):
+        return {"token_accuracy": value, "exact_match": value / 10,
+                "by_length": {str(n): {"token_accuracy": value, "exact_match": value / 10, "spans": 5} for n in (3, 6)},
+                "by_distance": {str(d): value for d in (1, 2, 3)}}
+
+    def run(arm, seed):
+        value = 0.1 + 0.01 * seed + 0.02 * list(ARMS).index(arm)
+        recovery = {"mlm": scores(value), **({"sbo": scores(value / 2)} if ARMS[arm]["boundary_objective"] else {})}
+        return {"recovery": recovery, "token_masked_accuracy": value, "span_masked_accuracy": value,
+                "downstream": {"tasks": {"acceptability": {"mean": 0.6}}, "score": {"mean": 0.6}}}
+
+    results = {"runs": {arm: [run(arm, seed) for seed in range(2)] for arm in ARMS}, "seeds": [0, 1], "steps": 10,
+               "batch_size": 4, "recovery_examples": 10, "recovery_baseline": {"baseline_accuracy": 0.04},
+               "downstream": "fine-tuned"}
+    (tmp_path / "results.json").write_text(json.dumps(results, sort_keys=True))  # stored sorted by name
+    draw_results(tmp_path)
+    table = (tmp_path / "table.md").read_text()
+    assert "| most frequent token | 4.0 | 0.0 |" in table
+    assert "| token masking (BERT), MLM head | 10.5 ± 0.7 |" in table
+    rows = [line.split(",")[0] for line in table.splitlines() if line.startswith("| ") and "MLM head" in line]
+    assert rows == [f"| {arm}" for arm in ARMS], "arms in the experiment's order, not alphabetical"
+    assert "geometric spans + SBO, SBO head alone (boundaries only)" in table and "acceptability" in table
+    assert (tmp_path / "span_recovery.svg").read_text().startswith("<?xml")
