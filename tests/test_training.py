@@ -176,3 +176,17 @@ def test_settings_by_path_and_by_name():
         apply_settings(Outer(), ["dim=wide"])
     with pytest.raises(SettingError, match="key=value"):
         apply_settings(Outer(), ["dim"])
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    import os
+    import stat
+
+    from labnotes.training import write_json
+
+    old = os.umask(0o022)
+    try:
+        write_json(tmp_path / "out.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "out.json").stat().st_mode) == 0o644
