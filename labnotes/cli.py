@@ -48,9 +48,10 @@ def build_parser() -> Parser:
     experiment.add_argument("--no-progress", action="store_true")
 
     evaluate = commands.add_parser("eval", help="evaluate a trained run on its validation split")
-    evaluate.add_argument("paper")
+    evaluate.add_argument("paper", help="the run's paper, or `downstream` for the downstream suite on any run")
     evaluate.add_argument("--checkpoint", type=Path, required=True, help="a run folder written by `labnotes train`")
     evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--probe", action="store_true", help="downstream: a frozen-feature probe, not fine-tuning")
 
     bench = commands.add_parser("bench", help="training throughput against a Hugging Face reference")
     bench.add_argument("paper")
@@ -120,6 +121,12 @@ def command_experiment(parser: Parser, args: argparse.Namespace) -> int:
 def command_eval(parser: Parser, args: argparse.Namespace) -> int:
     from labnotes.training import load_run, pick_device, pick_precision, run_evaluation
 
+    if args.paper == "downstream":  # the suite of labnotes/downstream.py, on any paper's run folder
+        from labnotes.downstream import DownstreamConfig, evaluate_run
+
+        config = DownstreamConfig(mode="probe" if args.probe else "finetune")
+        print(json.dumps(evaluate_run(args.checkpoint, config, pick_device(args.device)), indent=2))
+        return 0
     paper = pick_paper(parser, args.paper)
     _, _, task = load_run(args.checkpoint, paper=paper.name)
     device = pick_device(args.device)

@@ -51,8 +51,8 @@ from torch import Tensor, nn
 
 from labnotes.mlm import IGNORE, MaskedLanguageModel, evaluate_mlm, fill_in_the_blanks, mask_tokens, unigram_baselines
 from labnotes.tokenizer import MASK_ID, PAD_ID, SPECIAL_TOKENS
-from labnotes.training import (CorpusConfig, Paper, TrainConfig, prepare_corpus, read_metrics, settings_dict,
-                               train, write_atomic, write_json)
+from labnotes.training import (CorpusConfig, Paper, TrainConfig, prepare_corpus, read_metrics, save_figure,
+                               settings_dict, train, write_atomic, write_json)
 from labnotes.transformer import EncoderConfig, init_weights
 
 # %% [markdown]
@@ -903,7 +903,7 @@ def plot_recovery(results: dict[str, Any], path: Path) -> None:
     handles, labels = axes[0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
     figure.tight_layout(rect=(0, 0.14, 1, 1))
-    save_figure(plt, figure, path)
+    save_figure(figure, path)
 
 
 def arm_names(results: dict[str, Any]) -> list[str]:
@@ -915,13 +915,7 @@ def pyplot() -> Any:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    plt.rcParams["svg.hashsalt"] = "labnotes"  # deterministic SVG ids
     return plt
-
-
-def save_figure(plt: Any, figure: Any, path: Path) -> None:
-    write_atomic(path, lambda tmp: figure.savefig(tmp, format="svg", metadata={"Date": None}))
-    plt.close(figure)
 
 
 PAPER = Paper(

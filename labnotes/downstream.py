@@ -1,0 +1,491 @@
+"""A downstream benchmark in miniature.
+
+GLUE is not available offline, so we build a small one from held-out documents of any corpus:
+is this a real sentence, which part of the corpus does a passage come from, do two sentences
+come from the same passage. Every pretrained encoder on this site is judged by it.
+
+"""
+
+# %% [markdown]
+# Pretraining objectives are compared by what their encoders do *afterwards*. The papers on
+# this site report GLUE (Wang et al., 2018, arXiv:1804.07461): nine English tasks, scored after
+# fine-tuning the whole encoder on each, averaged into one number (ELECTRA, arXiv:2003.10555,
+# Tables 1 and 5; BERT, arXiv:1810.04805, Table 1). GLUE must be downloaded and its tasks need
+# far more than a CPU minute, so this page builds a **GLUE in miniature** from text we already
+# have: the **validation** documents of the run's own corpus, which no pretraining step saw
+# (the [data page](data.md) holds them out by a hash of their content).
+#
+# Three tasks, of three kinds, in the spirit of GLUE's:
+#
+# | task | kind | GLUE cousin | chance |
+# |---|---|---|---|
+# | **acceptability**: a real sentence, or the same words with a few neighbours shuffled? | single sentence, syntax | CoLA | 50% |
+# | **source**: which part of the corpus does this sentence come from? | single sentence, topic | none (topic classification) | 33% |
+# | **same passage**: is the second sentence the one that follows the first in its document? | sentence pair | MRPC / QQP | 50% |
+#
+# Each is scored by **fine-tuning** a copy of the encoder for a fixed, small budget, or, with
+# a switch, by a **frozen-feature probe** (a linear classifier on the encoder's unchanged
+# features). Every score is the mean and spread over three seeds. The default budget runs the
+# whole suite on one checkpoint in well under a minute on a 2-core CPU.
+
+# %%
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+import random
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from labnotes.tokenizer import CLS_ID, PAD_ID, SEP_ID
+
+# %% [markdown]
+# ## Configuration
+#
+# `mode` is the switch between fine-tuning and probing. The fine-tuning budget (`steps` of
+# `batch_size` examples) is deliberately small: 60 steps of 32 examples, about two passes over
+# a task's training examples. That is far from GLUE's three epochs at convergence, but it is
+# what lets the suite score many checkpoints, and an encoder that has learned something useful
+# shows it quickly. `max_tokens` caps every example (a pair counts both sentences).
+
+# %%
+@dataclass
+class DownstreamConfig:
+    mode: str = "finetune"  # finetune | probe
+    seeds: int = 3
+    steps: int = 60  # fine-tuning steps per task and seed
+    batch_size: int = 32
+    lr: float = 5e-4
+    warmup_steps: int = 6
+    probe_epochs: int = 30
+    probe_lr: float = 1e-2
+    max_tokens: int = 48
+    max_train_examples: int = 900  # per task, balanced over labels
+    max_test_examples: int = 900
+    shuffle_window: int = 4  # acceptability: words shuffled together
+    num_sources: int = 3  # source: contiguous parts of the corpus
+    data_seed: int = 0  # fixes every example; the run seeds only change training
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("finetune", "probe"):
+            raise ValueError(f"mode must be finetune or probe, got {self.mode!r}")
+
+
+# %% [markdown]
+# ## Held-out documents, split in two
+#
+# The suite reads the validation documents (sentences of token ids with word ids, as the
+# tokenizer produced them) and splits them **by document** into a training half and a test
+# half: even-numbered documents train, odd-numbered ones test. No sentence, and no document,
+# is on both sides, so a classifier cannot score by remembering a document's wording. The
+# split, and every random choice below, depends only on `data_seed`; the three seeds of a
+# score change only how the classifier is trained.
+
+# %%
+Sentence = tuple[list[int], list[int]]  # (token ids, word ids local to the sentence)
+
+
+def split_documents(count: int) -> tuple[list[int], list[int]]:
+    """Indices of the (train, test) documents: even and odd positions."""
+    return list(range(0, count, 2)), list(range(1, count, 2))
+
+
+# %% [markdown]
+# ## Task 1: acceptability
+#
+# CoLA (Warstadt et al., arXiv:1805.12471) asks whether a sentence is grammatical English. We
+# make the ungrammatical ones ourselves: pick `shuffle_window` = 4 consecutive **words** (a
+# word keeps its WordPiece pieces together) and permute them, making sure the token sequence
+# really changed. Half of the sentences are shown as they are (label 1), the other half
+# shuffled (label 0); a sentence appears once, in one form.
+#
+# The shuffled sentence has exactly the same words, so no bag-of-words can tell the two
+# apart: only a model of **word order** can. A randomly initialised encoder should sit near
+# 50% here, and an encoder pretrained on text should not.
+
+# %%
+def shuffle_words(sentence: Sentence, window: int, rng: random.Random) -> list[int] | None:
+    """The sentence with `window` neighbouring words permuted, or None if that is impossible."""
+    tokens, words = sentence
+    grouped: list[list[int]] = []
+    previous = None
+    for token, word in zip(tokens, words):
+        if grouped and word == previous:
+            grouped[-1].append(token)
+        else:
+            grouped.append([token])
+        previous = word
+    if len(grouped) < window:
+        return None
+    for _ in range(10):
+        start = rng.randrange(len(grouped) - window + 1)
+        order = rng.sample(range(window), window)
+        shuffled = grouped[:start] + [grouped[start + i] for i in order] + grouped[start + window:]
+        flat = [token for word in shuffled for token in word]
+        if flat != list(tokens):
+            return flat
+    return None
+
+
+def acceptability_examples(documents: list[list[Sentence]], indices: list[int], config: DownstreamConfig,
+                           rng: random.Random) -> list[dict[str, Any]]:
+    room = config.max_tokens - 2
+    sentences = [((tokens[:room], words[:room]), d) for d in indices for tokens, words in documents[d]]
+    sentences = [(s, d) for s, d in sentences if len({*s[1]}) >= config.shuffle_window]
+    rng.shuffle(sentences)
+    examples = []
+    for position, (sentence, document) in enumerate(sentences):
+        if position % 2 == 0:
+            examples.append(single(sentence[0], 1, document))
+        elif (shuffled := shuffle_words(sentence, config.shuffle_window, rng)) is not None:
+            examples.append(single(shuffled, 0, document))
+    return examples
+
+
+def single(tokens: list[int], label: int, document: int) -> dict[str, Any]:
+    return {"ids": [CLS_ID, *tokens, SEP_ID], "segments": [0] * (len(tokens) + 2), "label": label,
+            "document": document}
+
+
+# %% [markdown]
+# ## Task 2: source
+#
+# Which collection did this sentence come from? A corpus does not say where its documents come
+# from, but most corpora keep them in an order that does: the embedded corpus lists Python's
+# help topics, then the standard library's docstrings and then PyTorch's, each in file-path
+# order (see the [data page](data.md)); a folder of `.txt` files is read in name order. So we
+# cut the validation documents, in corpus order, into `num_sources` = 3 contiguous parts of
+# equal size and ask which part a sentence came from. On the embedded corpus the first third
+# is roughly the help topics and the standard library up to `urllib`, the second the rest of
+# the standard library and PyTorch's internal packages, the third the rest of PyTorch: module
+# families. (On a corpus whose order means nothing, such as shuffled Wikipedia articles, this
+# task is at chance for every model, and says so.)
+#
+# Unlike acceptability, this task *can* be solved from words alone (a sentence about tensors is
+# not from the standard library), so it measures how quickly the encoder's features separate
+# topics, not syntax.
+
+# %%
+def source_examples(documents: list[list[Sentence]], indices: list[int], config: DownstreamConfig,
+                    rng: random.Random) -> list[dict[str, Any]]:
+    room = config.max_tokens - 2
+    examples = []
+    for d in indices:
+        label = d * config.num_sources // len(documents)  # which contiguous part of the corpus
+        examples += [single(tokens[:room], label, d) for tokens, _ in documents[d]]
+    return examples
+
+
+# %% [markdown]
+# ## Task 3: same passage
+#
+# A sentence pair, `[CLS] A [SEP] B [SEP]`: is B the sentence that follows A in its document
+# (label 1), or a sentence from another document of the same half (label 0)? It is BERT's next
+# sentence prediction (arXiv:1810.04805, §3.1) used as a downstream task, and like MRPC or QQP it
+# needs the model to compare two segments. Each sentence is cut to half of `max_tokens`. If the
+# encoder was pretrained with segment embeddings (the NSP and SOP pages), B gets segment 1.
+
+# %%
+def same_passage_examples(documents: list[list[Sentence]], indices: list[int], config: DownstreamConfig,
+                          rng: random.Random) -> list[dict[str, Any]]:
+    room = (config.max_tokens - 3) // 2
+    pairs = [(d, i) for d in indices for i in range(len(documents[d]) - 1)]
+    rng.shuffle(pairs)
+    examples = []
+    for position, (d, i) in enumerate(pairs):
+        first = documents[d][i][0][:room]
+        if position % 2 == 0:
+            second, label = documents[d][i + 1][0][:room], 1
+        else:
+            other = rng.choice([e for e in indices if e != d]) if len(indices) > 1 else d
+            second, label = rng.choice(documents[other])[0][:room], 0
+        examples.append({"ids": [CLS_ID, *first, SEP_ID, *second, SEP_ID],
+                         "segments": [0] * (len(first) + 2) + [1] * (len(second) + 1), "label": label,
+                         "document": d})
+    return examples
+
+
+# %% [markdown]
+# ## Balanced labels, padded tensors
+#
+# Every task keeps the **same number of examples of each label** (the smallest label's count,
+# capped by `max_*_examples`), so accuracy is easy to read: chance is $1/K$ for $K$ labels,
+# and a classifier that always answers the majority label gains nothing. Examples are padded
+# with `[PAD]` to the longest one.
+
+# %%
+@dataclass
+class Examples:
+    input_ids: Tensor  # [N, L] long, [PAD]-padded
+    segment_ids: Tensor  # [N, L] long
+    labels: Tensor  # [N] long
+    documents: Tensor  # [N] long: index of the validation document each example came from
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class ClassificationTask:
+    name: str
+    num_labels: int
+    train: Examples
+    test: Examples
+
+
+def balanced(examples: list[dict[str, Any]], num_labels: int, cap: int, rng: random.Random) -> list[dict[str, Any]]:
+    by_label = [[e for e in examples if e["label"] == k] for k in range(num_labels)]
+    each = min(min(len(group) for group in by_label), cap // num_labels)
+    chosen = [e for group in by_label for e in rng.sample(group, each)]
+    rng.shuffle(chosen)
+    return chosen
+
+
+def to_tensors(examples: list[dict[str, Any]]) -> Examples:
+    length = max((len(e["ids"]) for e in examples), default=1)
+    ids = torch.full((len(examples), length), PAD_ID, dtype=torch.long)
+    segments = torch.zeros((len(examples), length), dtype=torch.long)
+    for row, example in enumerate(examples):
+        ids[row, : len(example["ids"])] = torch.tensor(example["ids"])
+        segments[row, : len(example["segments"])] = torch.tensor(example["segments"])
+    return Examples(ids, segments, torch.tensor([e["label"] for e in examples], dtype=torch.long),
+                    torch.tensor([e["document"] for e in examples], dtype=torch.long))
+
+
+TASK_BUILDERS = {"acceptability": (acceptability_examples, 2), "source": (source_examples, None),
+                 "same_passage": (same_passage_examples, 2)}
+
+
+def build_tasks(prepared: Any, config: DownstreamConfig | None = None,
+                max_len: int | None = None) -> dict[str, ClassificationTask]:
+    """The suite's tasks from a prepared corpus (labnotes.training.prepare_corpus)."""
+    config = config or DownstreamConfig()
+    if max_len is not None and max_len < config.max_tokens:
+        config = dataclasses.replace(config, max_tokens=max_len)
+    documents = [list(document) for document in prepared.valid_documents]
+    if len(documents) < 4:
+        raise ValueError(f"the downstream suite needs at least 4 validation documents, this corpus has "
+                         f"{len(documents)}; use a larger corpus or a larger corpus.valid_fraction")
+    train_indices, test_indices = split_documents(len(documents))
+    tasks = {}
+    for name, (build, num_labels) in TASK_BUILDERS.items():
+        num_labels = num_labels or config.num_sources
+        rng = random.Random(f"{config.data_seed}/{name}")
+        parts = []
+        for indices, cap in ((train_indices, config.max_train_examples), (test_indices, config.max_test_examples)):
+            chosen = balanced(build(documents, indices, config, rng), num_labels, cap, rng)
+            if not chosen:
+                raise ValueError(f"the downstream task {name!r} got no examples from this corpus's "
+                                 f"{len(documents)} validation documents; use a larger corpus")
+            parts.append(to_tensors(chosen))
+        tasks[name] = ClassificationTask(name, num_labels, *parts)
+    return tasks
+
+
+# %% [markdown]
+# ## The classifier: mean of the encoder's outputs, one linear layer
+#
+# GLUE fine-tuning in BERT and ELECTRA reads the `[CLS]` vector. We **average the encoder's
+# outputs over the real tokens** instead. The reason is fairness between objectives: an MLM
+# never takes a loss at `[CLS]` (it is never masked), ELECTRA's discriminator does (it grades
+# every non-pad token), so with a short fine-tuning budget a `[CLS]` classifier would partly
+# measure whether the pretraining loss happened to touch one position. The mean reads every
+# position, and every objective trains every position's vector.
+#
+# $$\hat{y} = W\, \frac{1}{|R|} \sum_{t \in R} h_t + b.$$
+
+# %%
+class SequenceClassifier(nn.Module):
+    def __init__(self, encoder: nn.Module, num_labels: int, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(encoder.config.dim, num_labels)
+
+    def forward(self, input_ids: Tensor, segment_ids: Tensor) -> Tensor:
+        return self.out(self.dropout(pooled_features(self.encoder, input_ids, segment_ids)))
+
+
+def pooled_features(encoder: nn.Module, input_ids: Tensor, segment_ids: Tensor) -> Tensor:
+    real = input_ids != PAD_ID  # [B, L]
+    segments = segment_ids if encoder.config.num_segments else None
+    hidden = encoder(input_ids, padding_mask=real, segment_ids=segments)  # [B, L, D]
+    return (hidden * real.unsqueeze(-1)).sum(1) / real.sum(1, keepdim=True)  # [B, D]
+
+
+def batch_of(examples: Examples, rows: Tensor, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    length = int((examples.input_ids[rows] != PAD_ID).sum(1).max())  # trim the padding nobody needs
+    return (examples.input_ids[rows, :length].to(device), examples.segment_ids[rows, :length].to(device),
+            examples.labels[rows].to(device))
+
+
+# %% [markdown]
+# ## Fine-tuning, and the frozen probe
+#
+# **Fine-tuning** trains a copy of the encoder together with the new linear layer: AdamW,
+# the learning rate warmed up for a few steps and then decayed linearly to zero (BERT's
+# fine-tuning recipe, arXiv:1810.04805, §4 and App. A.3, at a much smaller budget), dropout on,
+# gradient norm clipped to 1. The original encoder is never modified.
+#
+# The **probe** (`mode="probe"`) leaves the encoder frozen: the features of every example are
+# computed once, standardised with the training examples' mean and spread, and a logistic
+# regression is fit on them by minibatch AdamW. It measures what the pretrained features
+# already say, not what they can quickly become; it is also much faster. A seed changes the
+# classifier's initialisation, the order of the batches and the dropout.
+
+# %%
+def fine_tune(encoder: nn.Module, task: ClassificationTask, seed: int, config: DownstreamConfig,
+              device: torch.device) -> float:
+    with torch.random.fork_rng(devices=[]):  # leave the caller's random state alone
+        torch.manual_seed(seed)
+        model = SequenceClassifier(copy.deepcopy(encoder), task.num_labels).to(device)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.01)
+        order = torch.Generator().manual_seed(seed)
+        model.train()
+        for step in range(config.steps):
+            warm = min(1.0, (step + 1) / max(1, config.warmup_steps))
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr * warm * (1.0 - step / config.steps)
+            rows = torch.randint(len(task.train), (config.batch_size,), generator=order)
+            ids, segments, labels = batch_of(task.train, rows, device)
+            loss = F.cross_entropy(model(ids, segments), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+        model.eval()
+        with torch.no_grad():
+            correct = 0
+            for rows in by_length(task.test).split(256):
+                ids, segments, labels = batch_of(task.test, rows, device)
+                correct += int((model(ids, segments).argmax(-1) == labels).sum())
+    return correct / len(task.test)
+
+
+def by_length(examples: Examples) -> Tensor:
+    """Row order shortest first, so that evaluation batches carry little padding."""
+    return (examples.input_ids != PAD_ID).sum(1).argsort(stable=True)
+
+
+def features(encoder: nn.Module, examples: Examples, device: torch.device) -> Tensor:
+    encoder.eval()
+    order = by_length(examples)
+    with torch.no_grad():
+        parts = [pooled_features(encoder, *batch_of(examples, rows, device)[:2]) for rows in order.split(256)]
+    return torch.cat(parts).float().cpu()[order.argsort()]  # [N, D], back in the examples' order
+
+
+def probe(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor, num_labels: int, seed: int,
+          config: DownstreamConfig) -> float:
+    mean, std = train_x.mean(0), train_x.std(0) + 1e-6
+    train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        linear = nn.Linear(train_x.shape[1], num_labels)
+        optimizer = torch.optim.AdamW(linear.parameters(), lr=config.probe_lr, weight_decay=1e-2)
+        order = torch.Generator().manual_seed(seed)
+        for _ in range(config.probe_epochs):
+            for rows in torch.randperm(len(train_x), generator=order).split(config.batch_size):
+                loss = F.cross_entropy(linear(train_x[rows]), train_y[rows])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+        with torch.no_grad():
+            return (linear(test_x).argmax(-1) == test_y).float().mean().item()
+
+
+# %% [markdown]
+# ## The suite: one number per task, and one overall
+#
+# For each task and each seed we get a test accuracy. A task's score is the mean over seeds,
+# with their standard deviation; the suite's **score** is, per seed, the mean over tasks (an
+# unweighted average, as GLUE's), then the mean and standard deviation of that over seeds.
+# The spread is that of fine-tuning alone; the pretraining run is one run.
+
+# %%
+def evaluate_encoder(encoder: nn.Module, tasks: dict[str, ClassificationTask], config: DownstreamConfig | None = None,
+                     device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Score one encoder on every task: accuracies per seed, means and spreads."""
+    config = config or DownstreamConfig()
+    device = torch.device(device)
+    encoder = encoder.to(device)
+    was_training = encoder.training
+    seeds = list(range(config.seeds))
+    results: dict[str, Any] = {"mode": config.mode, "tasks": {}}
+    for name, task in tasks.items():
+        if config.mode == "probe":
+            train_x, test_x = features(encoder, task.train, device), features(encoder, task.test, device)
+            runs = [probe(train_x, task.train.labels, test_x, task.test.labels, task.num_labels, s, config)
+                    for s in seeds]
+        else:
+            runs = [fine_tune(encoder, task, s, config, device) for s in seeds]
+        results["tasks"][name] = {"mean": statistics.fmean(runs), "std": spread(runs), "runs": runs,
+                                  "chance": 1.0 / task.num_labels, "train_examples": len(task.train),
+                                  "test_examples": len(task.test)}
+    per_seed = [statistics.fmean(results["tasks"][name]["runs"][i] for name in tasks) for i in range(len(seeds))]
+    results["score"] = {"mean": statistics.fmean(per_seed), "std": spread(per_seed), "runs": per_seed}
+    encoder.train(was_training)
+    return results
+
+
+def spread(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+# %% [markdown]
+# ## Any run folder
+#
+# `labnotes.training.load_run` rebuilds the task of any `labnotes train` run from its folder
+# and loads its last checkpoint; every paper's model keeps its pretrained network in
+# `.encoder`. The suite is built from the same corpus and tokenizer the run used. From a shell:
+#
+# ```console
+# $ labnotes eval downstream --checkpoint runs/electra
+# $ labnotes eval downstream --checkpoint runs/mlm --probe
+# ```
+
+# %%
+def evaluate_run(folder: Path | str, config: DownstreamConfig | None = None,
+                 device: torch.device | str = "cpu") -> dict[str, Any]:
+    from labnotes.training import load_run, prepare_corpus
+
+    config = config or DownstreamConfig()
+    paper, run_config, task = load_run(folder)
+    encoder = task.model.encoder
+    tasks = build_tasks(prepare_corpus(run_config.corpus), config, encoder.config.max_len)
+    return {"run": str(folder), "paper": paper.name, **evaluate_encoder(encoder, tasks, config, device)}
+
+
+# %% [markdown]
+# ## Try it
+#
+# This cell builds the tasks from the embedded corpus, prints one example of each, and scores
+# an encoder that has never been trained: the floor every pretrained encoder should rise above.
+# Expect acceptability and same passage near 50%; source above its 33% chance, since a random
+# encoder's average still carries which words a sentence has.
+
+# %%
+QUICK = os.environ.get("LABNOTES_QUICK") == "1"
+
+if __name__ == "__main__":
+    from labnotes.training import CorpusConfig, prepare_corpus
+    from labnotes.transformer import Encoder, EncoderConfig
+
+    demo_corpus = prepare_corpus(CorpusConfig())
+    demo_config = DownstreamConfig(steps=5, seeds=2) if QUICK else DownstreamConfig()
+    demo_tasks = build_tasks(demo_corpus, demo_config)
+    for demo_name, demo_task in demo_tasks.items():
+        first = demo_task.train.input_ids[0]
+        print(f"{demo_name}: {len(demo_task.train)} train / {len(demo_task.test)} test, "
+              f"label {int(demo_task.train.labels[0])}: {demo_corpus.tokenizer.decode(first[first != PAD_ID].tolist())}")
+    torch.manual_seed(0)
+    demo_encoder = Encoder(EncoderConfig(vocab_size=demo_corpus.tokenizer.vocab_size))
+    print(json.dumps(evaluate_encoder(demo_encoder, demo_tasks, demo_config)["score"], indent=2))

@@ -1,0 +1,169 @@
+"""The downstream suite: task construction (balanced, disjoint, deterministic, well formed), the
+classifier leaves the encoder alone, a random encoder is near chance and a trained one is not,
+and `labnotes eval downstream`."""
+
+import json
+import random
+from collections import Counter
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from labnotes.cli import main
+from labnotes.downstream import DownstreamConfig, build_tasks, evaluate_encoder, evaluate_run, shuffle_words
+from labnotes.tokenizer import CLS_ID, PAD_ID, SEP_ID
+from labnotes.training import CorpusConfig, load_run, prepare_corpus
+from labnotes.transformer import Encoder
+from tests.test_cli import TINY, write_small_corpus
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    data = write_small_corpus(tmp_path_factory.mktemp("corpus") / "small.txt", documents=600)
+    return prepare_corpus(CorpusConfig(data=str(data), vocab_size=400, seq_len=32))
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A tiny MLM trained for a few seconds on the grammar corpus (1000 documents: 100 held out)."""
+    folder = tmp_path_factory.mktemp("run")
+    data = write_small_corpus(folder / "small.txt", documents=1000)
+    out = folder / "run"
+    assert main(["train", "mlm", "--data", str(data), "--steps", "300", "--batch-size", "32", "--seq-len", "32",
+                 "--out", str(out), "--set", "lr=5e-3", "--set", "warmup_steps=10", "--set", "eval_every=1000",
+                 *TINY]) == 0
+    return out
+
+
+def real_tokens(row: torch.Tensor) -> list[int]:
+    return row[row != PAD_ID].tolist()
+
+
+# --------------------------------------------------------------------------- shuffling
+
+@settings(max_examples=100, deadline=None)
+@given(seed=st.integers(0, 2**31), pieces=st.lists(st.integers(1, 3), min_size=1, max_size=15),
+       window=st.integers(2, 5))
+def test_shuffle_moves_whole_words_inside_one_window(seed, pieces, window):
+    rng = random.Random(seed)
+    tokens = list(range(10, 10 + sum(pieces)))  # distinct tokens, so every move is visible
+    words = [w for w, count in enumerate(pieces) for _ in range(count)]
+    result = shuffle_words((tokens, words), window, rng)
+    if len(pieces) < window:
+        assert result is None
+        return
+    assert result is not None and result != tokens and sorted(result) == tokens
+    original_words = [tokens[words.index(w): words.index(w) + pieces[w]] for w in range(len(pieces))]
+    at, shuffled_words = 0, []
+    while at < len(result):  # read the result back as words: each word's pieces stay together, in order
+        word = next(w for w in original_words if w[0] == result[at])
+        assert result[at: at + len(word)] == word
+        shuffled_words.append(word)
+        at += len(word)
+    moved = [i for i, (a, b) in enumerate(zip(original_words, shuffled_words)) if a != b]
+    assert max(moved) - min(moved) < window, "only neighbouring words trade places"
+
+
+# --------------------------------------------------------------------------- task construction
+
+def test_tasks_are_balanced_disjoint_and_deterministic(prepared):
+    tasks = build_tasks(prepared)
+    again = build_tasks(prepared)
+    assert set(tasks) == {"acceptability", "source", "same_passage"}
+    for name, task in tasks.items():
+        for part in (task.train, task.test):
+            counts = Counter(part.labels.tolist())
+            assert sorted(counts) == list(range(task.num_labels)), name
+            assert len(set(counts.values())) == 1, f"{name}: labels not balanced {counts}"
+            assert (part.input_ids[:, 0] == CLS_ID).all()
+        assert not set(task.train.documents.tolist()) & set(task.test.documents.tolist()), \
+            f"{name}: a document is in both train and test"
+        assert len(task.train) >= 100 and len(task.test) >= 100
+        assert torch.equal(task.train.input_ids, again[name].train.input_ids)
+        assert torch.equal(task.test.labels, again[name].test.labels)
+    other_seed = build_tasks(prepared, DownstreamConfig(data_seed=1))
+    assert not torch.equal(other_seed["acceptability"].train.input_ids, tasks["acceptability"].train.input_ids)
+
+
+def test_examples_are_what_they_claim(prepared):
+    documents = prepared.valid_documents
+    tasks = build_tasks(prepared)
+    sentences = {d: [tokens for tokens, _ in document] for d, document in enumerate(documents)}
+    for part in (tasks["acceptability"].train, tasks["acceptability"].test):
+        for row, label, d in zip(part.input_ids, part.labels, part.documents):
+            body = real_tokens(row)[1:-1]
+            if label == 1:
+                assert body in sentences[int(d)]
+            else:  # the same tokens as one of the document's sentences, in another order
+                assert body not in sentences[int(d)]
+                assert any(sorted(body) == sorted(s) for s in sentences[int(d)])
+    for part in (tasks["same_passage"].train, tasks["same_passage"].test):
+        for row, segments, label, d in zip(part.input_ids, part.segment_ids, part.labels, part.documents):
+            ids = real_tokens(row)
+            assert ids[0] == CLS_ID and ids[-1] == SEP_ID and ids.count(SEP_ID) == 2
+            split = ids.index(SEP_ID)
+            first, second = ids[1:split], ids[split + 1: -1]
+            assert segments[: split + 1].eq(0).all() and segments[split + 1: len(ids)].eq(1).all()
+            following = [b for a, b in zip(sentences[int(d)], sentences[int(d)][1:]) if a[: len(first)] == first]
+            if label == 1:
+                assert any(b[: len(second)] == second for b in following)
+    source = tasks["source"]
+    for part in (source.train, source.test):
+        expected = part.documents * 3 // len(documents)  # contiguous thirds of the held-out documents
+        assert torch.equal(part.labels, expected)
+
+
+def test_too_few_documents_is_a_clear_error(tmp_path):
+    data = write_small_corpus(tmp_path / "tiny.txt", documents=20)
+    tiny = prepare_corpus(CorpusConfig(data=str(data), vocab_size=400, seq_len=32))
+    with pytest.raises(ValueError, match="at least 4 validation documents"):
+        build_tasks(tiny)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+def test_fine_tuning_leaves_the_encoder_and_the_random_state_alone(prepared):
+    torch.manual_seed(0)
+    encoder = Encoder(load_config(prepared))
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    state = torch.get_rng_state()
+    config = DownstreamConfig(steps=3, seeds=2)
+    first = evaluate_encoder(encoder, build_tasks(prepared, config), config)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert all(torch.equal(before[k], v) for k, v in encoder.state_dict().items())
+    second = evaluate_encoder(encoder, build_tasks(prepared, config), config)
+    assert first == second, "same seeds, same scores"
+    for scores in first["tasks"].values():
+        assert len(scores["runs"]) == 2 and 0.0 <= scores["mean"] <= 1.0
+
+
+def load_config(prepared):
+    from labnotes.transformer import EncoderConfig
+
+    return EncoderConfig(vocab_size=prepared.tokenizer.vocab_size, max_len=64, dim=32, ffn_dim=64, layers=1)
+
+
+def test_random_encoder_is_near_chance_and_a_trained_one_is_not(trained_run):
+    config = DownstreamConfig(mode="probe")
+    trained = evaluate_run(trained_run, config)
+    _, run_config, task = load_run(trained_run)
+    tasks = build_tasks(prepare_corpus(run_config.corpus), config)
+    torch.manual_seed(0)
+    untrained = evaluate_encoder(Encoder(task.model.encoder.config), tasks, config)
+    # on this grammar every document is drawn from the same rules: only word order can be learned
+    assert abs(untrained["tasks"]["acceptability"]["mean"] - 0.5) < 0.12
+    assert abs(untrained["score"]["mean"] - (0.5 + 1 / 3 + 0.5) / 3) < 0.08
+    assert trained["tasks"]["acceptability"]["mean"] > 0.8
+    assert trained["tasks"]["acceptability"]["mean"] > untrained["tasks"]["acceptability"]["mean"] + 0.2
+
+
+def test_eval_downstream_on_a_run_folder(trained_run, tmp_path, capsys):
+    assert main(["eval", "downstream", "--checkpoint", str(trained_run), "--probe"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["paper"] == "mlm" and result["mode"] == "probe"
+    assert set(result["tasks"]) == {"acceptability", "source", "same_passage"}
+    assert 0.0 <= result["score"]["mean"] <= 1.0 and len(result["score"]["runs"]) == 3
+    assert main(["eval", "downstream", "--checkpoint", str(tmp_path)]) == 1
+    assert "not a labnotes run folder" in capsys.readouterr().err
