@@ -3,7 +3,7 @@
 __version__ = "0.1.0"
 
 # The site's pages in reading order: shared pieces first, then one page per paper.
-PAGES = ["data", "tokenizer", "transformer", "training", "downstream", "mlm", "nsp", "sop", "spanbert"]
+PAGES = ["data", "tokenizer", "transformer", "training", "downstream", "mlm", "nsp", "sop", "spanbert", "electra"]
 
 # Modules that register a paper (each defines PAPER = labnotes.training.Paper(...)).
-PAPERS = ["mlm", "nsp", "sop", "spanbert"]
+PAPERS = ["mlm", "nsp", "sop", "spanbert", "electra"]

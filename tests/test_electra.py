@@ -1,0 +1,313 @@
+"""ELECTRA: masking rule, sampling, replacement labels, no gradient through sampling, shared
+embeddings, the leak test, Hugging Face's heads as an oracle, and `labnotes train electra`."""
+
+import json
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from labnotes.cli import main
+from labnotes.electra import (ELECTRA, OBJECTIVES, all_tokens_mlm_loss, discriminator_loss, electra_masking,
+                              generator_config, replace_tokens, sample_tokens)
+from labnotes.mlm import IGNORE
+from labnotes.training import read_metrics
+from labnotes.transformer import EncoderConfig
+from tests.test_cli import TINY, write_small_corpus
+
+VOCAB, MASK, NUM_SPECIAL, PAD = 300, 4, 5, 0
+SMALL = EncoderConfig(vocab_size=VOCAB, max_len=32, dim=32, layers=1, heads=2, ffn_dim=64, dropout=0.0)
+
+
+def binomial_bound(n: int, p: float, z: float = 5.0) -> float:
+    return z * math.sqrt(p * (1 - p) / n)
+
+
+def make_batch(seed: int, batch: int = 4, length: int = 24, pad_from: int = 18):
+    """Masked ids, labels, padding mask and sampling noise for a random batch with padding at the end."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(NUM_SPECIAL, VOCAB, (batch, length), generator=g)
+    ids[:, 0], ids[:, pad_from - 1], ids[:, pad_from:] = 2, 3, PAD
+    special = (ids == 2) | (ids == 3) | (ids == PAD)
+    masked, labels = electra_masking(ids, special, vocab_size=VOCAB, rate=0.3, generator=g)
+    return masked, labels, ids != PAD, torch.rand(ids.shape, generator=g), ids
+
+
+# --------------------------------------------------------------------------- corruption and labels
+
+@settings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 2**31), batch=st.integers(1, 5), length=st.integers(1, 30),
+       rate=st.floats(0.0, 1.0), equal_rate=st.floats(0.0, 1.0))
+def test_replaced_exactly_where_the_sample_differs(seed, batch, length, rate, equal_rate):
+    g = torch.Generator().manual_seed(seed)
+    original = torch.randint(NUM_SPECIAL, 20, (batch, length), generator=g)  # small vocab: many collisions
+    selected = torch.rand(batch, length, generator=g) < rate
+    sampled = torch.randint(NUM_SPECIAL, 20, (int(selected.sum()),), generator=g)
+    keep = torch.rand(sampled.shape, generator=g) < equal_rate
+    sampled[keep] = original[selected][keep]  # some samples equal the original
+    corrupted, replaced = replace_tokens(original, selected, sampled)
+    assert replaced.dtype == torch.bool and corrupted.shape == original.shape
+    assert torch.equal(corrupted[selected], sampled), "selected positions hold the samples, in order"
+    assert torch.equal(corrupted[~selected], original[~selected]), "other positions are untouched"
+    assert not replaced[~selected].any(), "a non-selected position is never replaced"
+    assert torch.equal(replaced[selected], sampled != original[selected]), "replaced iff the sample differs"
+
+
+def test_electra_masking_is_85_mask_15_keep_and_never_random():
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(NUM_SPECIAL, VOCAB, (400, 128), generator=g)
+    special = torch.zeros_like(ids, dtype=torch.bool)
+    special[:, 0] = True
+    masked, labels = electra_masking(ids, special, vocab_size=VOCAB, generator=g)
+    selected = labels != IGNORE
+    n, candidates = int(selected.sum()), int((~special).sum())
+    assert abs(n / candidates - 0.15) < binomial_bound(candidates, 0.15)
+    assert not selected[special].any()
+    is_mask = masked[selected] == MASK
+    assert abs(is_mask.float().mean().item() - 0.85) < binomial_bound(n, 0.85)
+    assert torch.equal(masked[selected][~is_mask], ids[selected][~is_mask]), "no random replacements"
+    assert torch.equal(masked[~selected], ids[~selected])
+
+
+# --------------------------------------------------------------------------- sampling
+
+def test_sampling_follows_the_softmax_and_never_writes_a_special_token():
+    logits = torch.randn(1, 12) * 2
+    noise = torch.rand(60000, generator=torch.Generator().manual_seed(1))
+    samples = sample_tokens(logits.expand(len(noise), -1), noise)
+    counts = torch.bincount(samples, minlength=12).double()
+    assert counts[:NUM_SPECIAL].sum() == 0
+    expected = logits[0, NUM_SPECIAL:].softmax(-1).double() * len(noise)
+    chi2 = ((counts[NUM_SPECIAL:] - expected) ** 2 / expected).sum().item()
+    assert chi2 < 40  # 6 dof: P(chi2 > 40) ~ 5e-7
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31), rows=st.integers(1, 8), vocab=st.integers(6, 50))
+def test_sampling_is_deterministic_and_in_range(seed, rows, vocab):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(rows, vocab, generator=g) * 5
+    noise = torch.rand(rows, generator=g)
+    noise[0] = 0.0  # the extremes of [0, 1)
+    noise[-1] = 1.0 - 2**-24
+    first, again = sample_tokens(logits, noise), sample_tokens(logits, noise)
+    assert torch.equal(first, again)
+    assert ((first >= NUM_SPECIAL) & (first < vocab)).all()
+
+
+def test_sampling_carries_no_gradient():
+    logits = torch.randn(5, 20, requires_grad=True)
+    sampled = sample_tokens(logits, torch.rand(5))
+    assert not sampled.requires_grad and sampled.dtype == torch.long
+
+
+# --------------------------------------------------------------------------- losses
+
+def test_pads_carry_no_loss():
+    torch.manual_seed(0)
+    logits, replaced = torch.randn(3, 10), torch.rand(3, 10) < 0.3
+    real = torch.ones(3, 10, dtype=torch.bool)
+    real[:, 7:] = False
+    other_logits, other_replaced = logits.clone(), replaced.clone()
+    other_logits[~real], other_replaced[~real] = 100.0, True
+    assert discriminator_loss(logits, replaced, real) == discriminator_loss(other_logits, other_replaced, real)
+    # and through the whole model: whatever sits in padded positions changes neither loss
+    model = ELECTRA(SMALL).eval()
+    masked, labels, padding, noise, _ = make_batch(0)
+    with torch.no_grad():
+        base = model(masked, labels, padding, noise)
+        garbage = masked.clone()
+        garbage[~padding] = torch.randint(NUM_SPECIAL, VOCAB, (int((~padding).sum()),))
+        moved = model(garbage, labels, padding, noise)
+    assert torch.allclose(base["loss"], moved["loss"], atol=1e-6)
+    assert torch.allclose(base["disc_logits"][padding], moved["disc_logits"][padding], atol=1e-5)
+
+
+def test_all_tokens_mlm_loss_is_the_copy_mixture():
+    torch.manual_seed(0)
+    config = EncoderConfig(vocab_size=12, dim=8, heads=2, ffn_dim=16, layers=1)
+    model = ELECTRA(config, objective="all_tokens_mlm")
+    hidden = torch.randn(2, 5, 8)
+    corrupted = torch.randint(NUM_SPECIAL, 12, (2, 5))
+    original = corrupted.clone()
+    original[0, 1] = (corrupted[0, 1] - NUM_SPECIAL + 1) % 7 + NUM_SPECIAL  # one replaced token
+    real = torch.ones(2, 5, dtype=torch.bool)
+    real[1, 4] = False
+    loss = all_tokens_mlm_loss(model.head, model.copy_gate, hidden, corrupted, original, real)
+    manual = []
+    for b, t in real.nonzero().tolist():
+        d = torch.sigmoid(model.copy_gate(hidden[b, t])).squeeze()
+        p_model = model.head(hidden[b, t][None]).softmax(-1)[0, original[b, t]]
+        p = d * float(corrupted[b, t] == original[b, t]) + (1 - d) * p_model
+        manual.append(-torch.log(p))
+    assert torch.allclose(loss, torch.stack(manual).mean(), atol=1e-5)
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES)
+def test_every_objective_gives_a_finite_loss_and_gradients(objective):
+    torch.manual_seed(0)
+    model = ELECTRA(SMALL, objective=objective)
+    masked, labels, padding, noise, _ = make_batch(1)
+    out = model(masked, labels, padding, noise)
+    assert torch.isfinite(out["loss"])
+    out["loss"].backward()
+    assert model.encoder.blocks[0].attention.qkv.weight.grad.abs().sum() > 0
+
+
+# --------------------------------------------------------------------------- structure
+
+def generator_only_parameters(model: ELECTRA) -> list[tuple[str, torch.Tensor]]:
+    shared = {id(p) for p in model.encoder.parameters()}
+    return [(n, p) for n, p in model.generator.named_parameters() if id(p) not in shared]
+
+
+def test_no_gradient_reaches_the_generator_through_the_sampling():
+    torch.manual_seed(0)
+    masked, labels, padding, noise, _ = make_batch(2)
+    for mlm_weight in (0.0, 1.0):
+        model = ELECTRA(SMALL, mlm_weight=mlm_weight)
+        out = model(masked, labels, padding, noise)
+        out["loss"].backward()
+        grads = {n: p.grad for n, p in generator_only_parameters(model)}
+        assert grads and "head.transform.weight" in grads and "encoder.blocks.0.attention.qkv.weight" in grads
+        touched = [n for n, g in grads.items() if g is not None and g.abs().sum() > 0]
+        if mlm_weight == 0.0:
+            assert touched == [], f"the discriminator's loss reached the generator: {touched}"
+            assert model.encoder.embeddings.token.weight.grad.abs().sum() > 0, "shared embeddings still learn"
+        else:  # the check above is not vacuous: the MLM loss does reach every generator weight
+            assert len(touched) == len(grads), set(grads) - set(touched)
+
+
+def test_embeddings_are_shared_storage_not_copies():
+    model = ELECTRA(SMALL)
+    token, position = model.encoder.embeddings.token.weight, model.encoder.embeddings.position.weight
+    assert model.generator.encoder.embeddings.shared is model.encoder.embeddings
+    assert model.generator.head.embedding.weight is token
+    generator_tensors = dict(model.generator.named_parameters(remove_duplicate=False))
+    assert generator_tensors["encoder.embeddings.shared.token.weight"].data_ptr() == token.data_ptr()
+    assert generator_tensors["encoder.embeddings.shared.position.weight"].data_ptr() == position.data_ptr()
+    with torch.no_grad():
+        token[7].fill_(3.0)
+    assert (model.generator.head.embedding.weight[7] == 3.0).all()
+    # counted once: the model is the discriminator + the generator's own layers, no second table
+    total = sum(p.numel() for p in model.parameters())
+    own = sum(p.numel() for _, p in generator_only_parameters(model))
+    assert total == sum(p.numel() for p in model.encoder.parameters()) + own + \
+        sum(p.numel() for p in model.head.parameters())
+
+
+@pytest.mark.parametrize("fraction", [0.25, 0.5, 1.0])
+def test_generator_is_the_stated_fraction_of_the_discriminator(fraction):
+    config = EncoderConfig(vocab_size=VOCAB, dim=128, heads=2, ffn_dim=512, layers=2)
+    model = ELECTRA(config, generator_fraction=fraction)
+    narrow = model.generator.encoder.config
+    assert narrow.dim == round(128 * fraction) and narrow.ffn_dim == round(512 * fraction)
+    assert narrow.layers == config.layers and narrow.dim % narrow.heads == 0
+    assert model.generator.encoder.final_norm.normalized_shape == (narrow.dim,)
+    projection = model.generator.encoder.embeddings.project
+    assert isinstance(projection, torch.nn.Identity) if fraction == 1.0 else projection.weight.shape == (narrow.dim, 128)
+    blocks = lambda encoder: sum(p.numel() for p in encoder.blocks.parameters())
+    ratio = blocks(model.generator.encoder) / blocks(model.encoder)
+    assert ratio == pytest.approx(fraction**2, rel=0.05)  # a block's weights scale with width squared
+    assert generator_config(config, 0.25).heads == 1
+
+
+# --------------------------------------------------------------------------- leak test
+
+def test_discriminator_reads_only_the_corrupted_sequence():
+    """Change the original token at a replaced, [MASK]ed position: the discriminator cannot see it."""
+    torch.manual_seed(0)
+    model = ELECTRA(SMALL).eval()
+    masked, labels, padding, noise, _ = make_batch(3)
+    with torch.no_grad():
+        before = model(masked, labels, padding, noise)
+    candidates = (before["replaced"] & (masked == MASK)).nonzero().tolist()
+    assert candidates, "the batch must have a replaced [MASK] position"
+    b, t = candidates[0]
+    changed = labels.clone()
+    changed[b, t] = (labels[b, t] - NUM_SPECIAL + 1) % (VOCAB - NUM_SPECIAL) + NUM_SPECIAL
+    with torch.no_grad():
+        after = model(masked, changed, padding, noise)
+    assert torch.equal(before["corrupted"], after["corrupted"])
+    assert torch.allclose(before["disc_logits"][b, t], after["disc_logits"][b, t], atol=0, rtol=0)
+    assert torch.allclose(before["disc_logits"], after["disc_logits"], atol=0, rtol=0)
+    assert not torch.equal(before["mlm_loss"], after["mlm_loss"]), "the hidden answer did change"
+
+
+# --------------------------------------------------------------------------- Hugging Face oracle
+
+def test_heads_and_loss_match_huggingface_electra():
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    model = ELECTRA(SMALL).eval()
+    masked, labels, padding, noise, _ = make_batch(4)
+    with torch.no_grad():
+        out = model(masked, labels, padding, noise)
+        hidden = model.encoder(out["corrupted"], padding_mask=padding)
+    hf_config = transformers.ElectraConfig(vocab_size=VOCAB, embedding_size=32, hidden_size=32, num_hidden_layers=1,
+                                           num_attention_heads=2, intermediate_size=64, hidden_act="gelu",
+                                           layer_norm_eps=1e-5)
+    discriminator = transformers.ElectraForPreTraining(hf_config).eval()
+    head = discriminator.discriminator_predictions
+    head.dense.load_state_dict(model.head.dense.state_dict())
+    head.dense_prediction.load_state_dict(model.head.out.state_dict())
+
+    class Stub(torch.nn.Module):  # HF's encoder replaced by ours: compare the head and the loss only
+        def forward(self, *args, **kwargs):
+            return transformers.modeling_outputs.BaseModelOutput(last_hidden_state=hidden)
+
+    discriminator.electra = Stub()
+    with torch.no_grad():
+        theirs = discriminator(out["corrupted"], attention_mask=padding.long(), labels=out["replaced"].long())
+    assert torch.allclose(theirs.logits, out["disc_logits"], atol=1e-5)
+    assert torch.allclose(theirs.loss, out["main_loss"], atol=1e-6)
+
+    # the generator's head: dense to the embedding width, GELU, LayerNorm, tied output + bias
+    gen_config = transformers.ElectraConfig(vocab_size=VOCAB, embedding_size=32, hidden_size=8,
+                                            layer_norm_eps=1e-5, num_attention_heads=1)
+    generator = transformers.ElectraForMaskedLM(gen_config).eval()
+    ours = model.generator.head
+    generator.generator_predictions.dense.load_state_dict(ours.transform.state_dict())
+    generator.generator_predictions.LayerNorm.load_state_dict(ours.norm.state_dict())
+    generator.generator_lm_head.weight = torch.nn.Parameter(ours.embedding.weight.detach().clone())
+    generator.generator_lm_head.bias = torch.nn.Parameter(torch.randn(VOCAB))
+    ours.bias.data.copy_(generator.generator_lm_head.bias.data)
+    h = torch.randn(6, 8)
+    with torch.no_grad():
+        reference = generator.generator_lm_head(generator.generator_predictions(h))
+        assert torch.allclose(ours(h), reference, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- command line
+
+def test_train_electra_lowers_both_losses_and_reports_detection(tmp_path):
+    data = write_small_corpus(tmp_path / "small.txt")
+    out = tmp_path / "run"
+    code = main(["train", "electra", "--data", str(data), "--steps", "150", "--batch-size", "32", "--seq-len", "32",
+                 "--out", str(out), "--set", "eval_every=50", "--set", "lr=3e-3", "--set", "warmup_steps=10", *TINY])
+    assert code == 0
+    rows = read_metrics(out / "metrics.jsonl")
+    steps, evals = [r for r in rows if "mlm_loss" in r], [r for r in rows if "eval_loss" in r]
+    late = lambda key: sum(r[key] for r in steps[-3:]) / 3
+    assert late("mlm_loss") < steps[0]["mlm_loss"] - 1.0, "the generator's MLM loss falls"
+    assert late("main_loss") < steps[0]["main_loss"] - 0.1, "the discriminator's loss falls"
+    assert evals[-1]["eval_mlm_loss"] < evals[0]["eval_mlm_loss"]
+    assert evals[-1]["eval_main_loss"] < evals[0]["eval_main_loss"]
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("eval_disc_accuracy", "eval_disc_precision", "eval_disc_recall", "baseline_disc_accuracy"):
+        assert 0.0 <= summary[key] <= 1.0
+    assert summary["eval_disc_accuracy"] > summary["baseline_disc_accuracy"], "better than 'all original'"
+    # a detector that guessed would be right as often as tokens are replaced; ours is right far more often
+    assert summary["eval_disc_precision"] > 3 * summary["eval_replaced_fraction"]
+    for name in ("metrics.jsonl", "summary.json", "model.safetensors", "config.json"):
+        assert (out / name).exists()
+
+
+def test_bad_settings_are_clear_errors(tmp_path, capsys):
+    assert main(["train", "electra", "--set", "objective=gan", "--out", str(tmp_path / "a")]) == 2
+    assert "objective must be one of electra, electra_15, replace_mlm, all_tokens_mlm" in capsys.readouterr().err
+    assert main(["train", "electra", "--set", "generator_fraction=0", "--out", str(tmp_path / "b")]) == 2
+    assert "generator_fraction must be in (0, 1]" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
