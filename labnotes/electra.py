@@ -48,8 +48,8 @@ from torch import Tensor, nn
 
 from labnotes.mlm import IGNORE, MLMConfig, MLMTask, mask_tokens
 from labnotes.tokenizer import PAD_ID, SPECIAL_TOKENS
-from labnotes.training import (CorpusConfig, Paper, TrainConfig, load_checkpoint, prepare_corpus, save_figure,
-                               settings_dict, train, write_atomic, write_json)
+from labnotes.training import (CorpusConfig, Paper, TrainConfig, load_checkpoint, prepare_blocks, prepare_corpus,
+                               save_figure, settings_dict, train, write_atomic, write_json)
 from labnotes.transformer import Embeddings, Encoder, EncoderConfig, LMHead, init_weights
 
 # %% [markdown]
@@ -436,12 +436,8 @@ class ElectraTask:
 
     def __init__(self, config: ElectraConfig) -> None:
         self.config = config
-        prepared = prepare_corpus(config.corpus)
-        self.tokenizer = prepared.tokenizer
-        config.model.vocab_size = self.tokenizer.vocab_size
-        config.model.max_len = max(config.model.max_len, config.corpus.seq_len)
-        self.train_blocks = prepared.blocks("train", config.corpus.seq_len, across_documents=config.across_documents)
-        self.valid_blocks = prepared.blocks("valid", config.corpus.seq_len, across_documents=config.across_documents)
+        self.tokenizer, self.train_blocks, self.valid_blocks = prepare_blocks(
+            config.corpus, config.model, across_documents=config.across_documents)
         torch.manual_seed(config.train.seed)
         self.model = ELECTRA(config.model, generator_fraction=config.generator_fraction, objective=config.objective,
                              mlm_weight=config.mlm_weight, disc_weight=config.disc_weight)

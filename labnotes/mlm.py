@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from labnotes.tokenizer import MASK_ID, PAD_ID, SPECIAL_TOKENS
-from labnotes.training import (CorpusConfig, Paper, TrainConfig, prepare_corpus, read_metrics,
+from labnotes.training import (CorpusConfig, Paper, TrainConfig, prepare_blocks, read_metrics,
                                save_figure, settings_dict, train, write_atomic, write_json)
 from labnotes.transformer import Encoder, EncoderConfig, LMHead
 
@@ -230,12 +230,8 @@ class MLMTask:
 
     def __init__(self, config: MLMConfig) -> None:
         self.config = config
-        prepared = prepare_corpus(config.corpus)
-        self.tokenizer = prepared.tokenizer
-        config.model.vocab_size = self.tokenizer.vocab_size
-        config.model.max_len = max(config.model.max_len, config.corpus.seq_len)
-        self.train_blocks = prepared.blocks("train", config.corpus.seq_len, across_documents=config.across_documents)
-        self.valid_blocks = prepared.blocks("valid", config.corpus.seq_len, across_documents=config.across_documents)
+        self.tokenizer, self.train_blocks, self.valid_blocks = prepare_blocks(
+            config.corpus, config.model, across_documents=config.across_documents)
         torch.manual_seed(config.train.seed)
         self.model = MaskedLanguageModel(config.model)
         self.static_masks = self.mask(self.train_blocks, torch.Generator().manual_seed(config.train.seed + 7)) \

@@ -51,8 +51,8 @@ from torch import Tensor, nn
 
 from labnotes.mlm import IGNORE, MaskedLanguageModel, evaluate_mlm, fill_in_the_blanks, mask_tokens, unigram_baselines
 from labnotes.tokenizer import MASK_ID, PAD_ID, SPECIAL_TOKENS
-from labnotes.training import (CorpusConfig, Paper, TrainConfig, prepare_corpus, read_metrics, save_figure,
-                               settings_dict, train, write_atomic, write_json)
+from labnotes.training import (CorpusConfig, Paper, TrainConfig, prepare_blocks, prepare_corpus, read_metrics,
+                               save_figure, settings_dict, train, write_atomic, write_json)
 from labnotes.transformer import EncoderConfig, init_weights
 
 # %% [markdown]
@@ -480,12 +480,7 @@ class SpanBERTTask:
             raise ValueError(f"boundary_objective needs masking=span (got masking={config.masking}); "
                              "add --set boundary_objective=false to train without SBO")
         self.config = config
-        prepared = prepare_corpus(config.corpus)
-        self.tokenizer = prepared.tokenizer
-        config.model.vocab_size = self.tokenizer.vocab_size
-        config.model.max_len = max(config.model.max_len, config.corpus.seq_len)
-        self.train_blocks = prepared.blocks("train", config.corpus.seq_len)
-        self.valid_blocks = prepared.blocks("valid", config.corpus.seq_len)
+        self.tokenizer, self.train_blocks, self.valid_blocks = prepare_blocks(config.corpus, config.model)
         torch.manual_seed(config.train.seed)
         self.model = SpanBERTModel(config.model, boundary_objective=config.boundary_objective,
                                    sbo_max_positions=config.sbo_max_positions,

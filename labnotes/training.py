@@ -657,6 +657,23 @@ def prepare_corpus(config: CorpusConfig) -> PreparedCorpus:
 
 
 # %% [markdown]
+# The single-sequence pages (MLM, SpanBERT, ELECTRA) all want the same three things from
+# that: the tokenizer, the training blocks and the validation blocks. `prepare_blocks` also
+# fits the encoder's configuration to them — its vocabulary to the tokenizer's, its position
+# table to at least the block length — so that a `--set corpus.vocab_size=...` or a longer
+# `--seq-len` never meets a model of the wrong shape.
+
+# %%
+def prepare_blocks(corpus: CorpusConfig, model: Any, *, across_documents: bool = False) -> tuple[Any, Any, Any]:
+    """(tokenizer, training blocks, validation blocks); `model` (an EncoderConfig) is fitted to them."""
+    prepared = prepare_corpus(corpus)
+    model.vocab_size = prepared.tokenizer.vocab_size
+    model.max_len = max(model.max_len, corpus.seq_len)
+    return (prepared.tokenizer, prepared.blocks("train", corpus.seq_len, across_documents=across_documents),
+            prepared.blocks("valid", corpus.seq_len, across_documents=across_documents))
+
+
+# %% [markdown]
 # ## Papers
 #
 # Each paper page ends by registering itself: a short name for the command line, its title
