@@ -279,6 +279,7 @@ def save_checkpoint(folder: Path, *, task: Task, model: nn.Module, optimizer: to
                     config: TrainConfig, step: int, scaler_scale: float | None) -> None:
     folder = Path(folder)
     temporary = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    os.chmod(temporary, 0o777 & ~current_umask())  # mkdtemp makes folders private (0700)
     try:
         save_model(model, str(temporary / "model.safetensors"))
         tensors, plain = optimizer_tensors(optimizer)
@@ -294,6 +295,8 @@ def save_checkpoint(folder: Path, *, task: Task, model: nn.Module, optimizer: to
             "sha256": {name: sha256_file(temporary / name) for name in ("model.safetensors", "optimizer.safetensors")},
         }
         (temporary / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True))
+        for written in temporary.iterdir():  # safetensors writes its files private (0600)
+            os.chmod(written, 0o666 & ~current_umask())
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(temporary, folder)

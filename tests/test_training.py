@@ -178,7 +178,7 @@ def test_settings_by_path_and_by_name():
         apply_settings(Outer(), ["dim"])
 
 
-def test_written_files_follow_the_umask(tmp_path):
+def test_written_files_and_folders_follow_the_umask(tmp_path):
     import os
     import stat
 
@@ -187,6 +187,10 @@ def test_written_files_follow_the_umask(tmp_path):
     old = os.umask(0o022)
     try:
         write_json(tmp_path / "out.json", {"a": 1})
+        train(ToyTask(), config(steps=10), tmp_path / "run")
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "out.json").stat().st_mode) == 0o644
+    checkpoint = latest_checkpoint(tmp_path / "run")
+    assert stat.S_IMODE(checkpoint.stat().st_mode) == 0o755, "checkpoint folders are not private either"
+    assert stat.S_IMODE((checkpoint / "model.safetensors").stat().st_mode) == 0o644
