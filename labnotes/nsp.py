@@ -501,7 +501,7 @@ NSP_TEST_SETS: dict[str, Callable] = {"nsp": nsp_twins, "nsp_same_document": sam
 # %% [markdown]
 # ## Configuration
 #
-# The defaults train in about three minutes on a 2-core CPU. Pairs are at most 64 tokens
+# The defaults train in three to four minutes on a 2-core CPU. Pairs are at most 64 tokens
 # (BERT used 128, then 512: App. A.2).
 
 # %%
