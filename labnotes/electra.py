@@ -48,8 +48,9 @@ from torch import Tensor, nn
 
 from labnotes.mlm import IGNORE, MLMConfig, MLMTask, mask_tokens
 from labnotes.tokenizer import PAD_ID, SPECIAL_TOKENS
-from labnotes.training import (CorpusConfig, Paper, TrainConfig, load_checkpoint, prepare_blocks, prepare_corpus,
-                               save_figure, settings_dict, train, write_atomic, write_json)
+from labnotes.training import (CorpusConfig, Paper, TrainConfig, in_order, load_checkpoint, prepare_blocks,
+                               prepare_corpus, pyplot, save_figure, task_settings, train, write_atomic,
+                               write_json)
 from labnotes.transformer import Embeddings, Encoder, EncoderConfig, LMHead, init_weights
 
 # %% [markdown]
@@ -453,9 +454,7 @@ class ElectraTask:
                                mask_token_prob=self.config.mask_token_prob, generator=generator)
 
     def settings(self) -> dict[str, Any]:
-        settings = settings_dict(self.config)
-        settings.pop("train")
-        return settings
+        return task_settings(self.config)
 
     def make_batch(self, step: int, generator: torch.Generator) -> dict[str, Tensor]:
         rows = torch.randint(len(self.train_blocks), (self.config.train.batch_size,), generator=generator)
@@ -708,11 +707,6 @@ def score_cell(scores: dict[str, Any], key: str) -> str:
     return f"{100 * scores[key]['mean']:.1f} ± {100 * scores[key]['std']:.1f}"
 
 
-def in_order(names: Any, order: Any) -> list[str]:
-    """`names` in the order of `order` (results.json stores its keys sorted), then any others."""
-    return [name for name in order if name in names] + sorted(set(names) - set(order))
-
-
 def results_tables(results: dict[str, Any]) -> str:
     baseline = results["random_init"]
     rows = {name: results["rows"][name] for name in in_order(results["rows"], [*ARMS, *GENERATOR_ARMS])}
@@ -751,9 +745,7 @@ def table_line(name: str, row: dict[str, Any], tasks: list[str], last: str | Non
 
 
 def plot_compute(results: dict[str, Any], path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     figure, axis = plt.subplots(figsize=(7, 4.2))
     for name in in_order(results["rows"], ARMS):

@@ -39,8 +39,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from labnotes.tokenizer import MASK_ID, PAD_ID, SPECIAL_TOKENS
-from labnotes.training import (CorpusConfig, Paper, TrainConfig, prepare_blocks, read_metrics,
-                               save_figure, settings_dict, train, write_atomic, write_json)
+from labnotes.training import (CorpusConfig, Paper, TrainConfig, prepare_blocks, pyplot, read_metrics,
+                               save_figure, task_settings, train, write_atomic, write_json)
 from labnotes.transformer import Encoder, EncoderConfig, LMHead
 
 IGNORE = -100  # label of a position that takes no loss (PyTorch's cross_entropy default)
@@ -250,9 +250,7 @@ class MLMTask:
             whole_word_ids=blocks.word_ids[rows] if self.config.whole_word else None, generator=generator)
 
     def settings(self) -> dict[str, Any]:
-        settings = settings_dict(self.config)
-        settings.pop("train")  # the loop's own settings are checked separately
-        return settings
+        return task_settings(self.config)
 
     def make_batch(self, step: int, generator: torch.Generator) -> dict[str, Tensor]:
         rows = torch.randint(len(self.train_blocks.input_ids), (self.config.train.batch_size,), generator=generator)
@@ -462,9 +460,7 @@ def results_table(rows: dict[str, dict[str, Any]]) -> str:
 
 
 def plot_curves(curves: dict[str, list[dict[str, Any]]], path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     figure, axis = plt.subplots(figsize=(7, 4))
     for name, rows in curves.items():

@@ -48,8 +48,8 @@ from torch import Tensor, nn
 from labnotes.data import CorpusError
 from labnotes.mlm import IGNORE, mask_tokens
 from labnotes.tokenizer import CLS_ID, PAD_ID, SEP_ID, SPECIAL_TOKENS
-from labnotes.training import (CorpusConfig, Paper, TrainConfig, prepare_corpus, read_metrics, save_figure,
-                               settings_dict, train, write_atomic, write_json)
+from labnotes.training import (CorpusConfig, Paper, TrainConfig, prepare_corpus, pyplot, read_metrics,
+                               save_figure, task_settings, train, write_atomic, write_json)
 from labnotes.transformer import Encoder, EncoderConfig, LMHead, init_weights
 
 IS_NEXT, NOT_NEXT = 0, 1  # BERT's labels (google-research/bert; Hugging Face uses the same)
@@ -579,9 +579,7 @@ class SentencePairTask:
         return {**batch, "input_ids": inputs, "labels": labels}
 
     def settings(self) -> dict[str, Any]:
-        settings = settings_dict(self.config)
-        settings.pop("train")
-        return settings
+        return task_settings(self.config)
 
     def make_batch(self, step: int, generator: torch.Generator) -> dict[str, Tensor]:
         rng = random.Random(int(torch.randint(0, 2**62, (1,), generator=generator)))
@@ -848,9 +846,7 @@ def run_experiment(out_dir: Path | str, *, quick: bool = False, progress: bool =
 
 def plot_curve(curve: list[dict[str, Any]], baselines: dict[str, float], path: Path) -> None:
     """The NSP head's held-out accuracy during training, on both kinds of negatives."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     figure, axis = plt.subplots(figsize=(7, 3.6))
     steps = [row["step"] for row in curve]
@@ -900,9 +896,7 @@ def bar_plot(rows: dict[str, dict[str, float]], columns: dict[str, str], path: P
              reference: dict[str, dict[str, float]] | None = None, reference_label: str = "paper") -> None:
     """Grouped bars: one group per row, one bar per column, a dashed line at chance; `reference`
     values (a paper's) are drawn as black markers on their bars."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     figure, axis = plt.subplots(figsize=(8, 4.6))
     width = 0.8 / len(columns)

@@ -51,8 +51,9 @@ from torch import Tensor, nn
 
 from labnotes.mlm import IGNORE, MaskedLanguageModel, evaluate_mlm, fill_in_the_blanks, mask_tokens, unigram_baselines
 from labnotes.tokenizer import MASK_ID, PAD_ID, SPECIAL_TOKENS
-from labnotes.training import (CorpusConfig, Paper, TrainConfig, prepare_blocks, prepare_corpus, read_metrics,
-                               save_figure, settings_dict, train, write_atomic, write_json)
+from labnotes.training import (CorpusConfig, Paper, TrainConfig, in_order, prepare_blocks, prepare_corpus,
+                               pyplot, read_metrics, save_figure, task_settings, train, write_atomic,
+                               write_json)
 from labnotes.transformer import EncoderConfig, init_weights
 
 # %% [markdown]
@@ -506,9 +507,7 @@ class SpanBERTTask:
         return inputs, labels, torch.zeros((0, 3), dtype=torch.long)
 
     def settings(self) -> dict[str, Any]:
-        settings = settings_dict(self.config)
-        settings.pop("train")
-        return settings
+        return task_settings(self.config)
 
     def make_batch(self, step: int, generator: torch.Generator) -> dict[str, Tensor]:
         rows = torch.randint(len(self.train_blocks), (self.config.train.batch_size,), generator=generator)
@@ -835,7 +834,7 @@ def cell(values: list[float]) -> str:
 
 
 def results_table(results: dict[str, Any]) -> str:
-    runs_by_arm = {name: results["runs"][name] for name in arm_names(results)}
+    runs_by_arm = {name: results["runs"][name] for name in in_order(results["runs"], ARMS)}
     lengths = list(next(iter(runs_by_arm.values()))[0]["recovery"]["mlm"]["by_length"])
     seeds = len(results["seeds"])
     header = ["model, head", "token accuracy", "exact match"] + [f"{n} words" for n in lengths]
@@ -879,7 +878,7 @@ def plot_recovery(results: dict[str, Any], path: Path) -> None:
     figure, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)
     for axis, key, label in ((axes[0], "by_length", "length of the hidden span (words)"),
                              (axes[1], "by_distance", "distance from the nearer boundary (tokens; 1 = next to it)")):
-        for name in arm_names(results):
+        for name in in_order(results["runs"], ARMS):
             runs = results["runs"][name]
             for head in [h for h in ("mlm", "sbo") if h in runs[0]["recovery"]]:
                 points = list(runs[0]["recovery"][head][key])
@@ -899,18 +898,6 @@ def plot_recovery(results: dict[str, Any], path: Path) -> None:
     figure.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
     figure.tight_layout(rect=(0, 0.14, 1, 1))
     save_figure(figure, path)
-
-
-def arm_names(results: dict[str, Any]) -> list[str]:
-    """The arms in the experiment's order (results.json stores them sorted by name)."""
-    return [name for name in ARMS if name in results["runs"]] + sorted(set(results["runs"]) - set(ARMS))
-
-
-def pyplot() -> Any:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
 
 
 PAPER = Paper(

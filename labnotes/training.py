@@ -212,7 +212,7 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     os.close(handle)
     try:
         write(Path(temporary))
-        os.chmod(temporary, 0o666 & ~current_umask())  # mkstemp makes files private (0600)
+        follow_umask(Path(temporary))  # mkstemp makes files private (0600)
         with open(temporary, "rb") as written:
             os.fsync(written.fileno())
         os.replace(temporary, path)
@@ -221,10 +221,11 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
-def current_umask() -> int:
+def follow_umask(path: Path, mode: int = 0o666) -> None:
+    """Give `path` the permissions a plain `open` would have: `mode` less the process umask."""
     mask = os.umask(0)
     os.umask(mask)
-    return mask
+    os.chmod(path, mode & ~mask)
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -279,7 +280,7 @@ def save_checkpoint(folder: Path, *, task: Task, model: nn.Module, optimizer: to
                     config: TrainConfig, step: int, scaler_scale: float | None) -> None:
     folder = Path(folder)
     temporary = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-    os.chmod(temporary, 0o777 & ~current_umask())  # mkdtemp makes folders private (0700)
+    follow_umask(temporary, 0o777)  # mkdtemp makes folders private (0700)
     try:
         save_model(model, str(temporary / "model.safetensors"))
         tensors, plain = optimizer_tensors(optimizer)
@@ -296,7 +297,7 @@ def save_checkpoint(folder: Path, *, task: Task, model: nn.Module, optimizer: to
         }
         (temporary / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True))
         for written in temporary.iterdir():  # safetensors writes its files private (0600)
-            os.chmod(written, 0o666 & ~current_umask())
+            follow_umask(written)
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(temporary, folder)
@@ -376,6 +377,19 @@ def latest_checkpoint(out_dir: Path) -> Path | None:
 # resumes, lines from steps after its checkpoint are dropped so the file matches the weights.
 
 # %%
+def pyplot() -> Any:
+    """matplotlib.pyplot with a backend that draws to files (no display needed)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def in_order(names: Any, order: Any) -> list[str]:
+    """`names` in the order of `order` (results.json stores its keys sorted), then any others."""
+    return [name for name in order if name in names] + sorted(set(names) - set(order))
+
+
 def save_figure(figure: Any, path: Path) -> None:
     """Write a matplotlib figure as a reproducible SVG (fixed ids, no date), atomically."""
     import matplotlib.pyplot as plt
@@ -605,8 +619,12 @@ def apply_settings(config: Any, assignments: Sequence[str]) -> Any:
     return config
 
 
-def settings_dict(config: Any) -> dict[str, Any]:
-    return json.loads(json.dumps(dataclasses.asdict(config)))
+def task_settings(config: Any) -> dict[str, Any]:
+    """A paper's configuration as plain JSON values, for checkpoints and `config.json`; without
+    `train`, the loop's own settings, which are checked separately."""
+    settings = json.loads(json.dumps(dataclasses.asdict(config)))
+    settings.pop("train", None)
+    return settings
 
 
 # %% [markdown]

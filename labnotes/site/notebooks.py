@@ -40,7 +40,7 @@ def setup_cell_source(page: str, package: str = "labnotes", repo_url: str | None
     return "\n".join([
         f"# Setup. This notebook is generated from {source} by `make notebooks`: edit that file, not this one.",
         f"# It needs the {package} package. In a clone of the repository: `pip install -e .`",
-        f"# Anywhere else (Colab, a fresh kernel), uncomment the next line and run this cell:",
+        "# Anywhere else (Colab, a fresh kernel), uncomment the next line and run this cell:",
         f"# %pip install {install}",
         "import importlib.util",
         "",
