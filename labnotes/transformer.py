@@ -116,7 +116,7 @@ class SelfAttention(nn.Module):
         self.out = nn.Linear(config.dim, config.dim)
         self.dropout = config.dropout
 
-    def forward(self, x: Tensor, allowed: Tensor | None) -> Tensor:
+    def forward(self, x: Tensor, allowed: Tensor | None, keep: Tensor | None = None) -> Tensor:
         batch, seq_len, dim = x.shape
         q, k, v = self.qkv(x).split(dim, dim=-1)  # each [B, T, D]
         # [B, T, D] -> [B, H, T, D/H]
@@ -131,6 +131,8 @@ class SelfAttention(nn.Module):
         y = y.transpose(1, 2).reshape(batch, seq_len, dim)
         if empty_rows is not None:
             y = y.masked_fill(empty_rows.unsqueeze(-1), 0.0)
+        if keep is not None:  # only these positions' outputs are wanted: [N, D]
+            y = y[keep]
         return self.out(y)
 
 
@@ -169,8 +171,11 @@ class Block(nn.Module):
         self.feed_forward = FeedForward(config)
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: Tensor, allowed: Tensor | None) -> Tensor:
-        x = x + self.dropout(self.attention(self.attention_norm(x), allowed))
+    def forward(self, x: Tensor, allowed: Tensor | None, keep: Tensor | None = None) -> Tensor:
+        attended = self.attention(self.attention_norm(x), allowed, keep)
+        if keep is not None:  # [B, T, D] -> [N, D]: the rest of the block runs at N positions
+            x = x[keep]
+        x = x + self.dropout(attended)
         x = x + self.dropout(self.feed_forward(self.feed_forward_norm(x)))
         return x
 
@@ -185,6 +190,17 @@ class Block(nn.Module):
 # where query $i$ may look at key $j$. Both are optional; given together, a key must pass
 # both. Without either, every position sees every other (and a padding mask with no padding
 # in it is dropped, so the fused attention kernel runs without a mask).
+#
+# **Outputs at a few positions.** Many objectives score only some positions: MLM's loss
+# reads the 15% it hid and nothing else. `output_positions` `[B, T]` (bool) says which, and the
+# encoder then returns `[N, D]`, those positions' vectors in row-major order. Every block but
+# the last must still run everywhere, because each position's keys and values feed the
+# positions we keep. The *last* block's keys and values are needed everywhere too, but its
+# attention output, output projection, residual and feed-forward network only where we keep
+# the result. Cutting there gives exactly the same numbers and gradients while skipping most
+# of the last block. MosaicBERT's code has the same switch for its final layer
+# (`last_layer_subset` in mosaicml/examples `bert_layers.py`; the model is Portes et al., 2023,
+# arXiv:2312.17482). A test checks both paths against each other, values and gradients.
 #
 # **Initialisation**, spelled out: every linear and embedding weight from
 # $\mathcal{N}(0, 0.02^2)$, biases zero, LayerNorm scale one and shift zero — BERT's
@@ -207,14 +223,18 @@ class Encoder(nn.Module):
         padding_mask: Tensor | None = None,
         attention_mask: Tensor | None = None,
         segment_ids: Tensor | None = None,
+        output_positions: Tensor | None = None,
     ) -> Tensor:
         if attention_mask is None and padding_mask is not None and bool(padding_mask.all()):
             padding_mask = None  # nothing to hide: the unmasked attention kernel is faster
         allowed = combine_masks(padding_mask, attention_mask)
         x = self.embeddings(input_ids, segment_ids)  # [B, T, D]
-        for block in self.blocks:
-            x = block(x, allowed)
-        return self.final_norm(x)
+        for index, block in enumerate(self.blocks):
+            last = index == len(self.blocks) - 1
+            x = block(x, allowed, output_positions if last else None)
+        if output_positions is not None and not self.blocks:
+            x = x[output_positions]
+        return self.final_norm(x)  # [B, T, D], or [N, D] with output_positions
 
 
 def combine_masks(padding_mask: Tensor | None, attention_mask: Tensor | None) -> Tensor | None:

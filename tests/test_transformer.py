@@ -145,3 +145,29 @@ def test_too_long_sequence_is_a_clear_error():
 def test_bad_config():
     with pytest.raises(ValueError, match="divisible"):
         EncoderConfig(dim=30, heads=4)
+
+
+@pytest.mark.parametrize("layers", [0, 1, 2])
+def test_output_positions_give_the_same_vectors_and_gradients(layers):
+    """Skipping the last block's work at unwanted positions changes no number and no gradient."""
+    torch.manual_seed(2)
+    encoder = Encoder(EncoderConfig(vocab_size=300, max_len=32, dim=32, layers=layers, heads=4, ffn_dim=64,
+                                    dropout=0.0)).double().train()  # float64: any difference is a bug, not rounding
+    ids = torch.randint(5, 300, (3, 12))
+    padding = torch.ones(3, 12, dtype=torch.bool)
+    padding[1, 8:] = False
+    attention = torch.rand(3, 12, 12) < 0.6
+    wanted = (torch.rand(3, 12) < 0.3) & padding
+    wanted[0, 0] = True
+    for attention_mask in (None, attention):
+        full = encoder(ids, padding_mask=padding, attention_mask=attention_mask)[wanted]
+        full_grads = torch.autograd.grad(full.square().sum(), list(encoder.parameters()), allow_unused=True)
+        some = encoder(ids, padding_mask=padding, attention_mask=attention_mask, output_positions=wanted)
+        some_grads = torch.autograd.grad(some.square().sum(), list(encoder.parameters()), allow_unused=True)
+        assert some.shape == (int(wanted.sum()), 32)
+        torch.testing.assert_close(some, full, atol=1e-12, rtol=1e-10)
+        for a, b in zip(full_grads, some_grads):
+            if a is None or b is None:
+                assert a is None and b is None
+            else:
+                torch.testing.assert_close(b, a, atol=1e-12, rtol=1e-10)
