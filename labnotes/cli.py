@@ -55,8 +55,8 @@ def build_parser() -> Parser:
 
     bench = commands.add_parser("bench", help="training throughput against a Hugging Face reference")
     bench.add_argument("paper")
-    bench.add_argument("--steps", type=int, default=10, help="timed steps per round")
-    bench.add_argument("--rounds", type=int, default=3, help="interleaved rounds of both models")
+    bench.add_argument("--steps", type=int, default=5, help="timed steps per round")
+    bench.add_argument("--rounds", type=int, default=9, help="interleaved rounds of both models")
     bench.add_argument("--device", default="auto")
     bench.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     parser.subcommands = dict(commands.choices)  # so that an unknown option is reported by its command

@@ -26,12 +26,15 @@ resume bit for bit.
 # %%
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import hashlib
 import json
 import math
 import os
+import platform
 import shutil
+import sys
 import tempfile
 import time
 import types
@@ -122,6 +125,32 @@ def pick_device(name: str = "auto") -> torch.device:
     if torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+# %% [markdown]
+# ### Keeping freed memory on Linux
+#
+# PyTorch's CPU allocator asks the C library for every tensor and gives it back when the tensor
+# dies. glibc serves big requests (above a threshold that starts at 128 KiB) with fresh pages
+# from the kernel and returns them on `free`, so the next step's logits, activations and
+# gradients fault their pages in again one by one, each page zeroed by the kernel. On a small
+# model that is a fifth of the step (we measured ~870,000 page faults in 130 training steps).
+# Raising glibc's two thresholds keeps freed blocks in the process for reuse: blocks of up to
+# 32 MiB (glibc's ceiling) come from the heap, and the heap is never trimmed. The cost is
+# that the process keeps its peak memory, which a training loop reaches every step anyway.
+# Other platforms and C libraries are left as they are; `LABNOTES_KEEP_MEMORY=0` turns it off.
+
+# %%
+def keep_freed_memory() -> bool:
+    """Tell glibc to recycle freed blocks instead of returning them to the kernel. True if applied."""
+    if os.environ.get("LABNOTES_KEEP_MEMORY") == "0" or sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
+    return bool(libc.mallopt(m_mmap_threshold, 32 * 1024 * 1024)) and bool(libc.mallopt(m_trim_threshold, 2**30))
 
 
 def pick_precision(device: torch.device, requested: str = "auto") -> torch.dtype:
@@ -431,6 +460,7 @@ def train(task: Task, config: TrainConfig, out_dir: Path | str, *, resume: bool 
     out_dir = Path(out_dir)
     device = pick_device(config.device)
     dtype = pick_precision(device, config.precision)
+    keep_freed_memory()
     model = task.model.to(device)
     optimizer = make_optimizer(model, config)
     scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None

@@ -194,3 +194,15 @@ def test_written_files_and_folders_follow_the_umask(tmp_path):
     checkpoint = latest_checkpoint(tmp_path / "run")
     assert stat.S_IMODE(checkpoint.stat().st_mode) == 0o755, "checkpoint folders are not private either"
     assert stat.S_IMODE((checkpoint / "model.safetensors").stat().st_mode) == 0o644
+
+
+def test_keep_freed_memory_on_glibc_and_its_switch(monkeypatch):
+    import platform
+    import sys
+
+    from labnotes.training import keep_freed_memory
+
+    monkeypatch.setenv("LABNOTES_KEEP_MEMORY", "0")
+    assert keep_freed_memory() is False
+    monkeypatch.delenv("LABNOTES_KEEP_MEMORY")
+    assert keep_freed_memory() is (sys.platform == "linux" and platform.libc_ver()[0] == "glibc")
