@@ -167,7 +167,7 @@ class Generator(nn.Module):
 
     def forward(self, masked_ids: Tensor, selected: Tensor, padding_mask: Tensor | None) -> Tensor:
         """Logits at the selected positions only, [N, V] (sparse, as on the MLM page)."""
-        return self.head(self.encoder(masked_ids, padding_mask=padding_mask)[selected])
+        return self.head(self.encoder(masked_ids, padding_mask=padding_mask, output_positions=selected))
 
 
 # %% [markdown]
@@ -628,7 +628,7 @@ EXPERIMENT_STEPS, EXPERIMENT_BATCH = 800, 64  # the MLM page's batch and learnin
 
 def build_arm(objective: str, fraction: float | None, train_config: TrainConfig) -> Any:
     if objective == "bert":
-        return MLMTask(MLMConfig(train=train_config))
+        return MLMTask(MLMConfig(train=train_config, unigram_bias=False))  # zero bias, as every ELECTRA arm
     return ElectraTask(ElectraConfig(train=train_config, objective=objective, generator_fraction=fraction))
 
 

@@ -116,3 +116,33 @@ def test_bench_reports_a_ratio():
 
     result = run_benchmark(steps=1, rounds=1, batch_size=4, seq_len=16, device="cpu", config=CONFIG)
     assert result["ratio"] > 0 and set(result["tokens_per_s"]) == {"labnotes", "transformers"}
+
+
+def test_unigram_log_probs_by_hand():
+    from labnotes.mlm import unigram_log_probs
+
+    log_q = unigram_log_probs(torch.tensor([[2, 5, 5, 5, 6, 3, 0]]), vocab_size=8)
+    expected = torch.tensor([1, 1, 1, 1, 1, 4, 2, 1], dtype=torch.float64) / 12
+    torch.testing.assert_close(log_q, expected.log())
+
+
+@pytest.mark.parametrize("unigram_bias", [True, False])
+def test_the_output_bias_starts_at_the_unigram_distribution(tmp_path, unigram_bias):
+    """With the unigram bias the untrained model already scores the unigram cross-entropy; without, log V."""
+    from labnotes.mlm import MLMConfig, MLMTask, unigram_log_probs
+    from labnotes.training import CorpusConfig
+    from tests.test_cli import write_small_corpus
+
+    corpus = CorpusConfig(data=str(write_small_corpus(tmp_path / "small.txt")), seq_len=32, vocab_size=400)
+    model = EncoderConfig(vocab_size=400, max_len=32, dim=32, layers=1, heads=2, ffn_dim=64, dropout=0.0)
+    config = MLMConfig(corpus=corpus, model=model, unigram_bias=unigram_bias)
+    task = MLMTask(config)
+    log_q = unigram_log_probs(task.train_blocks.input_ids, task.tokenizer.vocab_size).float()
+    bias = task.model.head.bias.detach()
+    if unigram_bias:
+        torch.testing.assert_close(bias, log_q)
+    else:
+        assert bias.abs().max() == 0
+    result = task.evaluate(task.model.eval(), torch.device("cpu"))
+    start = result["baseline_entropy"] if unigram_bias else math.log(task.tokenizer.vocab_size)
+    assert abs(result["eval_loss"] - start) < 0.2, (result["eval_loss"], start)
