@@ -54,7 +54,7 @@ def run_benchmark(paper: str = "mlm", *, steps: int = 5, rounds: int = 9, batch_
     if threads:
         torch.set_num_threads(threads)
     target = pick_device(device)
-    kept = keep_freed_memory() if target.type == "cpu" else False
+    kept = keep_freed_memory()
     if config is None:  # the MLM page's default model, at the default sequence length and batch
         defaults = MLMConfig()
         config = dataclasses.replace(defaults.model, max_len=max(seq_len, defaults.model.max_len))

@@ -127,6 +127,22 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
+def pick_precision(device: torch.device, requested: str = "auto") -> torch.dtype:
+    if requested == "fp32" or (requested == "auto" and device.type == "cpu"):
+        return torch.float32
+    if requested == "bf16" or (requested == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()):
+        return torch.bfloat16
+    if requested in ("auto", "fp16"):
+        return torch.float16
+    raise ValueError(f"precision {requested!r}: choose one of auto, fp32, bf16, fp16")
+
+
+def autocast(device: torch.device, dtype: torch.dtype):
+    if dtype == torch.float32:
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
 # %% [markdown]
 # ### Keeping freed memory on Linux
 #
@@ -134,7 +150,8 @@ def pick_device(name: str = "auto") -> torch.device:
 # dies. glibc serves big requests (above a threshold that starts at 128 KiB) with fresh pages
 # from the kernel and returns them on `free`, so the next step's logits, activations and
 # gradients fault their pages in again one by one, each page zeroed by the kernel. On a small
-# model that is a fifth of the step (we measured ~870,000 page faults in 130 training steps).
+# model that is a fifth of the step (`/usr/bin/time -v` counted ~870,000 page faults in 130
+# steps of the MLM page's default model).
 # Raising glibc's two thresholds keeps freed blocks in the process for reuse: blocks of up to
 # 32 MiB (glibc's ceiling) come from the heap, and the heap is never trimmed. The cost is
 # that the process keeps its peak memory, which a training loop reaches every step anyway.
@@ -151,22 +168,6 @@ def keep_freed_memory() -> bool:
         return False
     m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
     return bool(libc.mallopt(m_mmap_threshold, 32 * 1024 * 1024)) and bool(libc.mallopt(m_trim_threshold, 2**30))
-
-
-def pick_precision(device: torch.device, requested: str = "auto") -> torch.dtype:
-    if requested == "fp32" or (requested == "auto" and device.type == "cpu"):
-        return torch.float32
-    if requested == "bf16" or (requested == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()):
-        return torch.bfloat16
-    if requested in ("auto", "fp16"):
-        return torch.float16
-    raise ValueError(f"precision {requested!r}: choose one of auto, fp32, bf16, fp16")
-
-
-def autocast(device: torch.device, dtype: torch.dtype):
-    if dtype == torch.float32:
-        return nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 # %% [markdown]
