@@ -189,9 +189,12 @@ def _check_permalinks(page, literate, where: str) -> None:
                  return !!el && el.closest('.ln-section')?.dataset.anchor === anchor; }""", section.anchor)
         assert inside, f"{where}: #{section.anchor} is not in its section"
     # following a permalink scrolls its section to the top of the window (below the header),
-    # or as far as the page goes when the section is near the end
+    # or as far as the page goes when the section is near the end. The hash is cleared first:
+    # navigation.tracking rewrites it as the page scrolls, and setting the hash the address
+    # already holds scrolls nowhere (a flaky timeout near the end of a page).
     for section in literate.sections[1:]:
-        page.evaluate("(anchor) => { window.scrollTo(0, 0); location.hash = anchor; }", section.anchor)
+        page.evaluate("""(anchor) => { history.replaceState(null, '', location.pathname + location.search);
+                                      window.scrollTo(0, 0); location.hash = anchor; }""", section.anchor)
         page.wait_for_function(
             """(anchor) => { const top = document.getElementById(anchor).getBoundingClientRect().top;
                  const atEnd = Math.ceil(scrollY + innerHeight) >= document.documentElement.scrollHeight - 2;
