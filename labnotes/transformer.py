@@ -195,10 +195,11 @@ class Block(nn.Module):
 # reads the 15% it hid and nothing else. `output_positions` `[B, T]` (bool) says which, and the
 # encoder then returns `[N, D]`, those positions' vectors in row-major order. Every block but
 # the last must still run everywhere, because each position's keys and values feed the
-# positions we keep. The *last* block's keys and values are needed everywhere too, but its
-# attention output, output projection, residual and feed-forward network only where we keep
-# the result. Cutting there gives exactly the same numbers and gradients while skipping most
-# of the last block. MosaicBERT's code has the same switch for its final layer
+# positions we keep. The *last* block's keys and values are needed everywhere too (and we let
+# its attention run for every query: the kept positions of a batch are no rectangle), but its
+# output projection, residual and feed-forward network only where we keep the result.
+# Cutting there gives exactly the same numbers and gradients while skipping most of the last
+# block's work. MosaicBERT's code has the same switch for its final layer
 # (`last_layer_subset` in mosaicml/examples `bert_layers.py`; the model is Portes et al., 2023,
 # arXiv:2312.17482). A test checks both paths against each other, values and gradients.
 #

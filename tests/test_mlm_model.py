@@ -146,3 +146,14 @@ def test_the_output_bias_starts_at_the_unigram_distribution(tmp_path, unigram_bi
     result = task.evaluate(task.model.eval(), torch.device("cpu"))
     start = result["baseline_entropy"] if unigram_bias else math.log(task.tokenizer.vocab_size)
     assert abs(result["eval_loss"] - start) < 0.2, (result["eval_loss"], start)
+
+
+def test_top1_correct_is_argmax_accuracy():
+    from labnotes.mlm import top1_correct
+
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(500, 300, generator=generator)
+    targets = torch.randint(300, (500,), generator=generator)
+    targets[:100] = logits[:100].argmax(-1)  # a fifth are right, the rest almost all wrong
+    assert torch.equal(top1_correct(logits, targets), logits.argmax(-1) == targets)
+    assert top1_correct(logits, targets).sum() >= 100
