@@ -102,3 +102,12 @@ def run_benchmark(paper: str = "mlm", *, steps: int = 5, rounds: int = 9, batch_
         "ratio_per_round": [round(r, 2) for r in ratios],
         "keep_freed_memory": kept,
     }
+
+
+def describe(result: dict[str, Any]) -> str:
+    """One line for a person: both throughputs, the ratio and how much it moved between rounds."""
+    speed = result["tokens_per_s"]
+    rounds = result["ratio_per_round"]
+    return (f"{result['paper']} on {result['device']} ({result['threads']} threads): labnotes "
+            f"{speed['labnotes']:,.0f} tokens/s, transformers {speed['transformers']:,.0f} tokens/s: "
+            f"{result['ratio']:.2f}x (median of {len(rounds)} rounds, {min(rounds):.2f}-{max(rounds):.2f})")

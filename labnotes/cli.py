@@ -136,11 +136,12 @@ def command_eval(parser: Parser, args: argparse.Namespace) -> int:
 
 
 def command_bench(parser: Parser, args: argparse.Namespace) -> int:
-    from labnotes.bench import run_benchmark
+    from labnotes.bench import describe, run_benchmark
 
     pick_paper(parser, args.paper)
     result = run_benchmark(args.paper, steps=args.steps, rounds=args.rounds, device=args.device, threads=args.threads)
-    print(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))  # stdout: for scripts
+    print(describe(result), file=sys.stderr)  # stderr: for the person at the terminal
     return 0
 
 

@@ -114,8 +114,13 @@ def test_experiment_quick_writes_what_the_page_shows(tmp_path):
 def test_bench_reports_a_ratio():
     from labnotes.bench import run_benchmark
 
-    result = run_benchmark(steps=1, rounds=1, batch_size=4, seq_len=16, device="cpu", config=CONFIG)
+    from labnotes.bench import describe
+
+    result = run_benchmark(steps=1, rounds=2, batch_size=4, seq_len=16, device="cpu", config=CONFIG)
     assert result["ratio"] > 0 and set(result["tokens_per_s"]) == {"labnotes", "transformers"}
+    assert len(result["ratio_per_round"]) == 2
+    line = describe(result)
+    assert line.startswith("mlm on cpu (") and f"{result['ratio']:.2f}x (median of 2 rounds" in line
 
 
 def test_unigram_log_probs_by_hand():
