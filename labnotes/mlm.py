@@ -159,8 +159,8 @@ def select_positions(
 # 4.3–5.0× the training throughput of Hugging Face's `BertForMaskedLM` of the same size, which
 # scores every position; 3.5–3.7× with the head cut alone, without the last-block cut. (Both
 # models share the process and its [allocator setting](training.md); with
-# `LABNOTES_KEEP_MEMORY=0` the full cut measured 4.0–4.4×. The spread is between sessions on
-# the same kind of machine, not within one run: the bench reports the median of nine rounds.)
+# `LABNOTES_KEEP_MEMORY=0` the full cut measured 4.0–4.4×. The spread is between runs at
+# different moments on the same kind of machine; each run reports the median of nine rounds.)
 
 # %%
 class MaskedLanguageModel(nn.Module):

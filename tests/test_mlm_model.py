@@ -112,9 +112,7 @@ def test_experiment_quick_writes_what_the_page_shows(tmp_path):
 
 
 def test_bench_reports_a_ratio():
-    from labnotes.bench import run_benchmark
-
-    from labnotes.bench import describe
+    from labnotes.bench import describe, run_benchmark
 
     result = run_benchmark(steps=1, rounds=2, batch_size=4, seq_len=16, device="cpu", config=CONFIG)
     assert result["ratio"] > 0 and set(result["tokens_per_s"]) == {"labnotes", "transformers"}
