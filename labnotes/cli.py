@@ -3,20 +3,109 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
+import types
+import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 import labnotes
-from labnotes.training import CheckpointError, Paper, SettingError, apply_settings, find_papers, write_atomic
+from labnotes.registry import PAPERS, Paper, load_run
+from labnotes.training import CheckpointError
 
 EXIT_USAGE = 2
 EXIT_ERROR = 1
 
 
+# Settings from the command line.
+# A paper's configuration is a dataclass that may hold other dataclasses (the encoder, the
+# training loop, the corpus). `--set key=value` reaches any field by its dotted path
+# (`--set model.dim=256`) or, when the name is unambiguous, by the name alone (`--set dim=256`).
+# The value is parsed by the field's declared type, and an unknown key is an error that lists
+# the keys there are.
+
+class SettingError(ValueError):
+    pass
+
+
+def field_paths(config: Any, prefix: str = "") -> dict[str, tuple[Any, dataclasses.Field, Any]]:
+    """Every settable leaf field: dotted path -> (owning dataclass, field, declared type)."""
+    paths: dict[str, tuple[Any, dataclasses.Field, Any]] = {}
+    hints = typing.get_type_hints(type(config))
+    for item in dataclasses.fields(config):
+        value = getattr(config, item.name)
+        if dataclasses.is_dataclass(value):
+            paths.update(field_paths(value, f"{prefix}{item.name}."))
+        else:
+            paths[f"{prefix}{item.name}"] = (config, item, hints[item.name])
+    return paths
+
+
+def parse_value(text: str, kind: Any, key: str) -> Any:
+    union = typing.get_origin(kind) in (typing.Union, types.UnionType)
+    options = typing.get_args(kind) if union else (kind,)
+    if type(None) in options and text.lower() in ("none", "null", ""):
+        return None
+    base = next(option for option in options if option is not type(None))
+    try:
+        if base is bool:
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(text)
+        if base in (int, float, str):
+            return base(text)
+    except ValueError:
+        raise SettingError(f"--set {key}={text}: expected a value of type {base.__name__}") from None
+    raise SettingError(f"--set {key}: cannot be set from the command line")
+
+
+# Integer settings are counts and sizes: at least 1, except these, which may be 0.
+MAY_BE_ZERO = {"seed", "data_seed", "warmup_steps", "keep_checkpoints", "num_segments"}
+
+
+def check_count(key: str, name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return
+    lowest = 0 if name in MAY_BE_ZERO else 1
+    if value < lowest:
+        flag = {"steps": "--steps", "batch_size": "--batch-size", "seq_len": "--seq-len", "seed": "--seed"}
+        shown = f"{flag[name]} {value}" if name in flag and key == name else f"--set {key}={value}"
+        raise SettingError(f"{shown}: {name} must be at least {lowest}")
+
+
+def apply_settings(config: Any, assignments: Sequence[str]) -> Any:
+    paths = field_paths(config)
+    for assignment in assignments:
+        key, separator, text = assignment.partition("=")
+        if not separator:
+            raise SettingError(f"--set {assignment!r}: write it as key=value")
+        matches = [path for path in paths if path == key or path.split(".")[-1] == key]
+        exact = [path for path in matches if path == key]
+        if exact:
+            matches = exact
+        if not matches:
+            raise SettingError(f"--set {key}: unknown setting; valid keys: {', '.join(sorted(paths))}")
+        if len(matches) > 1:
+            raise SettingError(f"--set {key}: ambiguous; write one of {', '.join(matches)}")
+        owner, item, kind = paths[matches[0]]
+        value = parse_value(text, kind, key)
+        check_count(key, item.name, value)
+        setattr(owner, item.name, value)
+        if hasattr(owner, "__post_init__"):
+            try:
+                owner.__post_init__()
+            except ValueError as error:
+                raise SettingError(f"--set {key}={text}: {error}") from None
+    return config
+
+
 def papers() -> dict[str, Paper]:
-    return find_papers()
+    return PAPERS
 
 
 class Parser(argparse.ArgumentParser):
@@ -40,11 +129,14 @@ def build_parser() -> Parser:
     train.add_argument("paper")
     add_run_options(train)
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    train.add_argument("--overwrite", action="store_true", help="discard the run in --out and start afresh")
 
     experiment = commands.add_parser("experiment", help="run a paper's experiment and store its results")
     experiment.add_argument("paper")
     experiment.add_argument("--out", type=Path, help="where to write (default docs/results/<paper>)")
     experiment.add_argument("--quick", action="store_true", help="a few steps only, to check it runs")
+    experiment.add_argument("--redraw", action="store_true",
+                            help="redraw the tables and figures from the stored results.json, without training")
     experiment.add_argument("--no-progress", action="store_true")
 
     evaluate = commands.add_parser("eval", help="evaluate a trained run on its validation split")
@@ -100,32 +192,40 @@ def command_train(parser: Parser, args: argparse.Namespace) -> int:
     config = configure(paper, args)
     out = args.out or Path("runs") / paper.name
     task = paper.build_task(config)
-    summary = train(task, config.train, out, resume=args.resume)
+    summary = train(task, config.train, out, resume=args.resume, overwrite=args.overwrite)
     print(json.dumps(summary, indent=2))
     print(f"wrote {out}/summary.json, {out}/metrics.jsonl, {out}/model.safetensors and {out}/checkpoints/")
     return 0
 
 
 def command_experiment(parser: Parser, args: argparse.Namespace) -> int:
+    from labnotes.experiments.common import redraw, run
+
     paper = pick_paper(parser, args.paper)
-    if paper.experiment is None:
+    experiment = paper.experiment_page()
+    if experiment is None:
         parser.exit(EXIT_USAGE, f"labnotes: error: {paper.name} has no experiment yet\n")
     out = args.out or Path("docs") / "results" / paper.name
-    paper.experiment(out, quick=args.quick, progress=not args.no_progress)
+    if args.redraw:
+        redraw(experiment, out)
+        print(f"redrew {out}/ from {out}/results.json")
+        return 0
     command = "labnotes experiment " + paper.name + (" --quick" if args.quick else "")
-    write_atomic(out / "command.txt", lambda tmp: tmp.write_text(command + "\n"))
+    run(experiment, out, command=command, quick=args.quick, progress=not args.no_progress)
     print(f"wrote {out}/")
     return 0
 
 
 def command_eval(parser: Parser, args: argparse.Namespace) -> int:
-    from labnotes.training import load_run, pick_device, pick_precision, run_evaluation
+    from labnotes.training import pick_device, pick_precision, run_evaluation
 
     if args.paper == "downstream":  # the suite of labnotes/downstream.py, on any paper's run folder
-        from labnotes.downstream import DownstreamConfig, evaluate_run
+        from labnotes.downstream import DownstreamConfig, evaluate_pretrained
 
+        found, run_config, task = load_run(args.checkpoint)
         config = DownstreamConfig(mode="probe" if args.probe else "finetune")
-        print(json.dumps(evaluate_run(args.checkpoint, config, pick_device(args.device)), indent=2))
+        scores = evaluate_pretrained(task.model.encoder, run_config.corpus, config, pick_device(args.device))
+        print(json.dumps({"run": str(args.checkpoint), "paper": found.name, **scores}, indent=2))
         return 0
     paper = pick_paper(parser, args.paper)
     _, _, task = load_run(args.checkpoint, paper=paper.name)

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from inspect import cleandoc
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -811,6 +812,79 @@ def pack_blocks(
     input_ids = torch.tensor(input_rows, dtype=torch.long).reshape(-1, seq_len)  # [N, T]
     word_ids = torch.tensor(word_rows, dtype=torch.long).reshape(-1, seq_len)  # [N, T]
     return Blocks(input_ids, word_ids, word_ids == -1)
+
+
+# %% [markdown]
+# ## From a corpus to token blocks
+#
+# Every task starts the same way: load the corpus (the embedded default or `--data`), split
+# it by document into training and validation parts, train (or load from the cache) a
+# [WordPiece tokenizer](tokenizer.md) on the **training part only**, and encode both parts. Pages that train
+# on single sequences then pack the encoded documents into fixed-length blocks; pages that
+# need sentence pairs (NSP, SOP) build their own examples from the encoded documents.
+
+# %%
+@dataclass
+class CorpusConfig:
+    data: str | None = None  # None: the embedded corpus; a path; or a download name
+    seq_len: int = 64
+    vocab_size: int = 8192
+    valid_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.seq_len < MIN_BLOCK_TOKENS:
+            raise ValueError(f"seq_len must be at least {MIN_BLOCK_TOKENS} tokens (got {self.seq_len})")
+        if self.vocab_size < 64:
+            raise ValueError(f"vocab_size must be at least 64 (got {self.vocab_size})")
+        if not 0 < self.valid_fraction < 1:
+            raise ValueError(f"valid_fraction must be between 0 and 1 (got {self.valid_fraction})")
+
+
+@dataclass
+class PreparedCorpus:
+    tokenizer: Any  # labnotes.tokenizer.Tokenizer
+    train_documents: list  # documents -> sentences -> (token ids, word ids)
+    valid_documents: list
+
+    def blocks(self, split: str, seq_len: int, *, across_documents: bool = False) -> Any:
+        from labnotes.tokenizer import CLS_ID, PAD_ID, SEP_ID  # the next page, which builds on this one
+
+        documents = self.train_documents if split == "train" else self.valid_documents
+        return pack_blocks(documents, seq_len, cls_id=CLS_ID, sep_id=SEP_ID, pad_id=PAD_ID,
+                           source=f"the {split} split", across_documents=across_documents)
+
+
+_PREPARED: dict[str, PreparedCorpus] = {}
+
+
+def prepare_corpus(config: CorpusConfig) -> PreparedCorpus:
+    from labnotes.tokenizer import TokenizerConfig, train_tokenizer  # the next page, which builds on this one
+
+    key = json.dumps([config.data, config.vocab_size, config.valid_fraction])
+    if key not in _PREPARED:  # several tasks in one process (experiments, tests) share the work
+        corpus = load_corpus(config.data)
+        train_part, valid_part = split_corpus(corpus, config.valid_fraction)
+        tokenizer = train_tokenizer(train_part, TokenizerConfig(vocab_size=config.vocab_size))
+        _PREPARED[key] = PreparedCorpus(tokenizer, tokenizer.encode_corpus(train_part),
+                                        tokenizer.encode_corpus(valid_part))
+    return _PREPARED[key]
+
+
+# %% [markdown]
+# The single-sequence pages (MLM, SpanBERT, ELECTRA) all want the same three things from
+# that: the tokenizer, the training blocks and the validation blocks. `prepare_blocks` also
+# fits the encoder's configuration to them — its vocabulary to the tokenizer's, its position
+# table to at least the block length — so that a `--set corpus.vocab_size=...` or a longer
+# `--seq-len` never meets a model of the wrong shape.
+
+# %%
+def prepare_blocks(corpus: CorpusConfig, model: Any, *, across_documents: bool = False) -> tuple[Any, Any, Any]:
+    """(tokenizer, training blocks, validation blocks); `model` (an EncoderConfig) is fitted to them."""
+    prepared = prepare_corpus(corpus)
+    model.vocab_size = prepared.tokenizer.vocab_size
+    model.max_len = max(model.max_len, corpus.seq_len)
+    return (prepared.tokenizer, prepared.blocks("train", corpus.seq_len, across_documents=across_documents),
+            prepared.blocks("valid", corpus.seq_len, across_documents=across_documents))
 
 
 # %% [markdown]

@@ -38,13 +38,13 @@ import os
 import random
 import statistics
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from labnotes.data import CorpusConfig, prepare_corpus
 from labnotes.tokenizer import CLS_ID, PAD_ID, SEP_ID
 
 # %% [markdown]
@@ -266,7 +266,7 @@ TASK_BUILDERS = {"acceptability": (acceptability_examples, 2), "source": (source
 
 def build_tasks(prepared: Any, config: DownstreamConfig | None = None,
                 max_len: int | None = None) -> dict[str, ClassificationTask]:
-    """The suite's tasks from a prepared corpus (labnotes.training.prepare_corpus)."""
+    """The suite's tasks from a prepared corpus (labnotes.data.prepare_corpus)."""
     config = config or DownstreamConfig()
     if max_len is not None and max_len < config.max_tokens:
         config = dataclasses.replace(config, max_tokens=max_len)
@@ -441,11 +441,11 @@ def spread(values: list[float]) -> float:
 
 
 # %% [markdown]
-# ## Any run folder
+# ## Any pretrained encoder
 #
-# `labnotes.training.load_run` rebuilds the task of any `labnotes train` run from its folder
-# and loads its last checkpoint; every paper's model keeps its pretrained network in
-# `.encoder`. The suite is built from the same corpus and tokenizer the run used. From a shell:
+# Every paper's model keeps its pretrained network in `.encoder`. The suite is built from the
+# corpus and tokenizer that encoder was trained on (its `CorpusConfig`), so the token ids mean
+# the same thing. From a shell, on the folder of any `labnotes train` run:
 #
 # ```console
 # $ labnotes eval downstream --checkpoint runs/electra
@@ -453,15 +453,11 @@ def spread(values: list[float]) -> float:
 # ```
 
 # %%
-def evaluate_run(folder: Path | str, config: DownstreamConfig | None = None,
-                 device: torch.device | str = "cpu") -> dict[str, Any]:
-    from labnotes.training import load_run, prepare_corpus
-
+def evaluate_pretrained(encoder: nn.Module, corpus: CorpusConfig, config: DownstreamConfig | None = None,
+                        device: torch.device | str = "cpu") -> dict[str, Any]:
     config = config or DownstreamConfig()
-    paper, run_config, task = load_run(folder)
-    encoder = task.model.encoder
-    tasks = build_tasks(prepare_corpus(run_config.corpus), config, encoder.config.max_len)
-    return {"run": str(folder), "paper": paper.name, **evaluate_encoder(encoder, tasks, config, device)}
+    tasks = build_tasks(prepare_corpus(corpus), config, encoder.config.max_len)
+    return evaluate_encoder(encoder, tasks, config, device)
 
 
 # %% [markdown]
@@ -476,7 +472,6 @@ def evaluate_run(folder: Path | str, config: DownstreamConfig | None = None,
 QUICK = os.environ.get("LABNOTES_QUICK") == "1"
 
 if __name__ == "__main__":
-    from labnotes.training import CorpusConfig, prepare_corpus
     from labnotes.transformer import Encoder, EncoderConfig
 
     demo_corpus = prepare_corpus(CorpusConfig())

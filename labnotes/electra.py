@@ -48,9 +48,9 @@ from torch import Tensor, nn
 
 from labnotes.mlm import IGNORE, MLMConfig, MLMTask, mask_tokens
 from labnotes.tokenizer import PAD_ID, SPECIAL_TOKENS
-from labnotes.training import (CorpusConfig, Paper, TrainConfig, in_order, load_checkpoint, prepare_blocks,
-                               prepare_corpus, pyplot, save_figure, task_settings, train, write_atomic,
-                               write_json)
+from labnotes.data import CorpusConfig, prepare_blocks, prepare_corpus
+from labnotes.experiments.common import in_order, pyplot, save_figure  # TEMPORARY: moves to the experiment page
+from labnotes.training import TrainConfig, load_checkpoint, task_settings, train, write_atomic, write_json
 from labnotes.transformer import Embeddings, Encoder, EncoderConfig, LMHead, init_weights
 
 # %% [markdown]
@@ -763,13 +763,3 @@ def plot_compute(results: dict[str, Any], path: Path) -> None:
     axis.grid(alpha=0.3)
     figure.tight_layout()
     save_figure(figure, path)
-
-
-PAPER = Paper(
-    name="electra",
-    title="ELECTRA replaced token detection",
-    arxiv="2003.10555",
-    default_config=ElectraConfig,
-    build_task=ElectraTask,
-    experiment=run_experiment,
-)

@@ -25,11 +25,9 @@ arXiv: 1810.04805
 # %%
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,9 +36,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from labnotes.tokenizer import MASK_ID, PAD_ID, SPECIAL_TOKENS
-from labnotes.training import (CorpusConfig, Paper, TrainConfig, prepare_blocks, pyplot, read_metrics,
-                               save_figure, task_settings, train, write_atomic, write_json)
+from labnotes.data import CorpusConfig, prepare_blocks
+from labnotes.tokenizer import CLS_ID, MASK_ID, PAD_ID, SEP_ID, SPECIAL_TOKENS
+from labnotes.training import TrainConfig, task_settings, train
 from labnotes.transformer import Encoder, EncoderConfig, LMHead
 
 IGNORE = -100  # label of a position that takes no loss (PyTorch's cross_entropy default)
@@ -63,9 +61,11 @@ IGNORE = -100  # label of a position that takes no loss (PyTorch's cross_entropy
 # NER drops from 94.9 to 94.0 F1 with 100% `[MASK]`).
 #
 # We draw **one** uniform number $u$ per selected token and cut $[0, 1)$ into
-# $[0, 0.8)$, $[0.8, 0.9)$ and $[0.9, 1)$. That gives the exact conditional rates; drawing two
-# independent coins for "mask" and "random" without conditioning the second on the first is
-# a classic bug that yields 80/8/12.
+# $[0, 0.8)$, $[0.8, 0.9)$ and $[0.9, 1)$: exactly 80/10/10, and no later draw can undo an
+# earlier one. With two coins the second must be conditioned on the first. Drawing "random
+# with probability 0.1" among the tokens *not* masked gives $0.2 \times 0.1 = 2\%$ random and
+# 18% unchanged (80/2/18) — the form that is correct uses $0.1 / 0.2 = 0.5$ there, as
+# Hugging Face's collator does.
 #
 # Random replacements are drawn uniformly from the **ordinary** tokens: the specials
 # `[PAD] [UNK] [CLS] [SEP] [MASK]` take ids 0–4, so we draw from ids 5 and up. (Google's code
@@ -111,7 +111,10 @@ def mask_tokens(
 #
 # Token-level selection is one Bernoulli($p$) draw per non-special position. Its count varies
 # from batch to batch (a binomial), but its rate is exactly $p$ and no position depends on
-# another.
+# another. That is our choice, and Hugging Face's; BERT's own data script instead picks a fixed
+# count per sequence, $\min(20, \max(1, \operatorname{round}(0.15\,n)))$ of its $n$ tokens
+# (google-research/bert, `create_pretraining_data.py`), and ELECTRA's §2 writes $k = \lceil 0.15\,n \rceil$.
+# Both give 15% on average; the fixed count only removes the binomial spread.
 #
 # WordPiece cuts rare words into pieces (`token ##ization`). Hiding one piece of a word and
 # showing the others makes the guess easy: `token [MASK]` is nearly always `##ization`.
@@ -154,13 +157,7 @@ def select_positions(
 # its feed-forward network only at those positions (`output_positions`, see the
 # [encoder page](transformer.md)). The loss is identical: positions without a target
 # contribute nothing either way, and a test checks that the dense path gives the same loss.
-#
-# Measured by `labnotes bench mlm` (2 CPU threads, this page's default model, batch 64 × 64):
-# 4.3–5.0× the training throughput of Hugging Face's `BertForMaskedLM` of the same size, which
-# scores every position; 3.5–3.7× with the head cut alone, without the last-block cut. (Both
-# models share the process and its [allocator setting](training.md); with
-# `LABNOTES_KEEP_MEMORY=0` the full cut measured 4.0–4.4×. The spread is between runs at
-# different moments on the same kind of machine; each run reports the median of nine rounds.)
+# How much faster it is, measured, is under [Evidence](#evidence).
 
 # %%
 class MaskedLanguageModel(nn.Module):
@@ -185,11 +182,8 @@ class MaskedLanguageModel(nn.Module):
 # %% [markdown]
 # ## Configuration
 #
-# The defaults reach, in four to four and a half minutes on a 2-core CPU, a masked-token
-# accuracy five times that of always guessing the most frequent word and a loss two nats below
-# the unigram cross-entropy (measured: `labnotes train mlm` from an empty cache, which includes
-# about 20 s to build the corpus and tokenizer, took 4 min 8 s, 4 min 17 s and 4 min 22 s in
-# three runs, and ended at 28.8% against 5.6%, 4.51 nats against 6.53). BERT-Base
+# The defaults train in a few minutes on a 2-core CPU to a masked-token accuracy five times
+# that of always guessing the most frequent word (measured under [Evidence](#evidence)). BERT-Base
 # used 15% masking, sequences of 128 then 512 tokens and batches of 256 for 1M steps
 # (App. A.2); here sequences are 64 tokens and batches 64.
 #
@@ -201,9 +195,9 @@ class MaskedLanguageModel(nn.Module):
 # MLM does not care where a document ends, so blocks run on across document boundaries with a
 # `[SEP]` between documents (`across_documents`, RoBERTa's FULL-SENTENCES, §4.2): the embedded
 # corpus has many short documents, and packing them one per block would leave a third of all
-# positions as padding (32% of the training blocks' positions at 64 tokens); across documents,
-# 17% are. What is left comes from keeping sentences whole: a sentence that does not fit starts
-# the next block, as in RoBERTa's format.
+# positions as padding; across documents, about a sixth are (figures under
+# [Evidence](#evidence)). What is left comes from keeping sentences whole: a sentence that does
+# not fit starts the next block, as in RoBERTa's format.
 #
 # Two departures from BERT's recipe suit a run of a few minutes: no dropout (Cramming,
 # arXiv:2212.14034, §4, trains without it — a short run is far from overfitting, and dropout
@@ -222,9 +216,44 @@ class MLMConfig:
     random_token_prob: float = 0.1
     whole_word: bool = False
     static_masking: bool = False
-    across_documents: bool = True  # RoBERTa FULL-SENTENCES packing: 17% padding instead of 32%
+    across_documents: bool = True  # RoBERTa's FULL-SENTENCES packing
     eval_blocks: int = 1024  # validation blocks scored at each evaluation (all, if fewer)
     unigram_bias: bool = True  # start the output bias at log q(w), the unigram log-frequencies
+
+
+# %% [markdown]
+# ## Baselines, and starting at them
+#
+# A number means little without a baseline. We fit two on the training blocks and measure them
+# on the validation targets: the **accuracy** of always guessing the most frequent token, and
+# the **cross-entropy of the unigram distribution** $q(w)$ (word frequencies, add-one smoothed),
+# $H = -\frac{1}{|S|}\sum \log q(x_{b,t})$. A model that has learned nothing about context
+# sits at these numbers; everything below them is context.
+#
+# **The output bias.** A freshly initialised model guesses every word about equally: its loss is $\log V \approx 9.0$ nats. The first thing it learns is how common each word is,
+# which takes it down to $H$ ($\approx 6.5$ nats on the embedded corpus) without reading any
+# context. We can hand it that for free: at initialisation the logits $h^\top E_w$ are close to
+# zero, so setting the output bias to $c_w = \log q(w)$ makes the first softmax the unigram
+# distribution, and the first updates go to context instead. It is the prior initialisation
+# RetinaNet uses for its classifier bias (Lin et al., 2017, arXiv:1708.02002, §4.1). BERT started
+# the bias at zero; `--set unigram_bias=false` does the same. On our budget the head start
+# matters (measured under [Evidence](#evidence)).
+
+# %%
+def unigram_log_probs(train_ids: Tensor, vocab_size: int) -> Tensor:
+    """log q(w): add-one smoothed frequencies of the ordinary (non-special) tokens, [V] float64."""
+    ordinary = train_ids[train_ids >= len(SPECIAL_TOKENS)]
+    counts = torch.bincount(ordinary, minlength=vocab_size).double() + 1.0  # add-one smoothing
+    return (counts / counts.sum()).log()
+
+
+def unigram_baselines(train_ids: Tensor, valid_labels: Tensor, vocab_size: int) -> dict[str, float]:
+    """The two floors: accuracy of the most frequent token, and the unigram cross-entropy."""
+    log_q = unigram_log_probs(train_ids, vocab_size)
+    targets = valid_labels[valid_labels != IGNORE]
+    entropy = -log_q[targets].mean().item()
+    return {"baseline_accuracy": (targets == log_q.argmax()).double().mean().item(),
+            "baseline_entropy": entropy, "baseline_perplexity": math.exp(entropy)}
 
 
 # %% [markdown]
@@ -233,23 +262,6 @@ class MLMConfig:
 # A batch is `batch_size` blocks drawn at random from the training blocks and masked with the
 # step's generator (so a resumed run draws the same masks). The **validation** blocks are
 # masked once, with a fixed seed, so every evaluation of every run scores the same targets.
-#
-# A number means little without a baseline. We fit two on the training blocks and measure them
-# on the validation targets: the **accuracy** of always guessing the most frequent token, and
-# the **cross-entropy of the unigram distribution** $q(w)$ (word frequencies, add-one smoothed),
-# $H = -\frac{1}{|S|}\sum \log q(x_{b,t})$. A model that has learned nothing about context
-# sits at these numbers; everything below them is context.
-#
-# **Starting at the baseline.** A freshly initialised model guesses every word about equally:
-# its loss is $\log V \approx 9.0$ nats. The first thing it learns is how common each word is,
-# which takes it down to $H$ ($\approx 6.5$ nats on the embedded corpus) without reading any
-# context. We can hand it that for free: at initialisation the logits $h^\top E_w$ are close to
-# zero, so setting the output bias to $c_w = \log q(w)$ makes the first softmax the unigram
-# distribution, and the first updates go to context instead. It is the prior initialisation
-# RetinaNet uses for its classifier bias (Lin et al., 2017, arXiv:1708.02002, §4.1). BERT started
-# the bias at zero; `--set unigram_bias=false` does the same. On our budget the head start
-# matters: after 1200 steps, 4.2× and 4.0× the baseline accuracy with it against 3.2× and 3.0×
-# without (`labnotes train mlm --steps 1200 --seed S [--set unigram_bias=false]`, S = 0 and 1).
 
 # %%
 class MLMTask:
@@ -322,21 +334,6 @@ def top1_correct(logits: Tensor, targets: Tensor) -> Tensor:
     return logits.gather(-1, targets[:, None]).squeeze(-1) >= logits.amax(-1)  # a tie counts as correct
 
 
-def unigram_log_probs(train_ids: Tensor, vocab_size: int) -> Tensor:
-    """log q(w): add-one smoothed frequencies of the ordinary (non-special) tokens, [V] float64."""
-    ordinary = train_ids[train_ids >= len(SPECIAL_TOKENS)]
-    counts = torch.bincount(ordinary, minlength=vocab_size).double() + 1.0  # add-one smoothing
-    return (counts / counts.sum()).log()
-
-
-def unigram_baselines(train_ids: Tensor, valid_labels: Tensor, vocab_size: int) -> dict[str, float]:
-    log_q = unigram_log_probs(train_ids, vocab_size)
-    targets = valid_labels[valid_labels != IGNORE]
-    entropy = -log_q[targets].mean().item()
-    return {"baseline_accuracy": (targets == log_q.argmax()).double().mean().item(),
-            "baseline_entropy": entropy, "baseline_perplexity": math.exp(entropy)}
-
-
 # %% [markdown]
 # ## Filling in the blanks
 #
@@ -345,8 +342,6 @@ def unigram_baselines(train_ids: Tensor, valid_labels: Tensor, vocab_size: int) 
 
 # %%
 def fill_in_the_blanks(model: MaskedLanguageModel, tokenizer: Any, text: str, top_k: int = 3) -> list[list[str]]:
-    from labnotes.tokenizer import CLS_ID, SEP_ID
-
     pieces = text.replace("[MASK]", " \0 ").split("\0")  # keep [MASK] out of the WordPiece model
     ids: list[int] = [CLS_ID]
     for index, piece in enumerate(pieces):
@@ -366,8 +361,8 @@ def fill_in_the_blanks(model: MaskedLanguageModel, tokenizer: Any, text: str, to
 # %% [markdown]
 # ## Train it
 #
-# In the notebook this cell trains the default model (four to five minutes on a 2-core CPU,
-# under a minute on a laptop GPU). From a shell the same run is
+# In the notebook this cell trains the default model (about four and a half minutes on a 2-core
+# CPU) and fills in two blanks. From a shell the same run is
 # `labnotes train mlm --out runs/mlm`.
 
 # %%
@@ -379,10 +374,7 @@ if __name__ == "__main__":
         demo.train.steps = demo.train.eval_every = 20
         demo.eval_blocks = 64
     demo_task = MLMTask(demo)
-    demo_out = Path("runs/mlm-notebook")
-    if demo_out.exists():
-        shutil.rmtree(demo_out)  # the notebook always trains afresh
-    demo_summary = train(demo_task, demo.train, demo_out)
+    demo_summary = train(demo_task, demo.train, Path("runs/mlm-notebook"), overwrite=True)  # afresh each time
     print(json.dumps(demo_summary, indent=2))
     for sentence in ["the function returns a [MASK] of the input.", "raise an [MASK] if the file does not exist."]:
         print(sentence, "->", fill_in_the_blanks(demo_task.model, demo_task.tokenizer, sentence))
@@ -391,8 +383,8 @@ if __name__ == "__main__":
 # %% [markdown]
 # ## Evidence
 #
-# `labnotes experiment mlm` trains three models that differ in one setting each, for 2000 steps
-# on the embedded corpus, and scores all three on the same validation targets (masked 80/10/10
+# [The experiment](experiments.mlm.md) (`labnotes experiment mlm`) trains three models that
+# differ in one setting each, for 2000 steps on the embedded corpus, and scores all three on the same validation targets (masked 80/10/10
 # with a fixed seed): BERT's 80/10/10 with dynamic masking, 100% `[MASK]` (the "MASK 100%" row
 # of BERT's Table 8), and 80/10/10 with one static mask per block (RoBERTa's Table 1).
 # "Token recovery on clean text" runs the head at every *unmasked* token and checks that it
@@ -421,107 +413,19 @@ if __name__ == "__main__":
 #   reward simply copying the input, an easy early signal. That second effect is not in the
 #   paper (BERT trained for 1M steps, where both settings converge: Table 8, MNLI 84.2 vs 84.3);
 #   read it as a small-scale observation.
-
-# %%
-EXPERIMENT_STEPS = 2000  # per arm: three arms fit in about a quarter of an hour on 2 CPU cores
-
-
-def run_experiment(out_dir: Path | str, *, quick: bool = False, progress: bool = True,
-                   work_dir: Path | str = "runs/experiment-mlm") -> dict[str, Any]:
-    """Train each arm in `work_dir` (checkpoints stay out of docs/); store results in `out_dir`."""
-    out_dir, work_dir = Path(out_dir), Path(work_dir)
-    arms = {
-        "BERT 80/10/10, dynamic": {},
-        "100% [MASK], dynamic": {"mask_token_prob": 1.0, "random_token_prob": 0.0},
-        "80/10/10, static": {"static_masking": True},
-    }
-    rows, curves = {}, {}
-    for name, changes in arms.items():
-        config = dataclasses.replace(MLMConfig(), **changes)
-        config.train.progress = progress
-        config.train.steps, config.train.eval_every = EXPERIMENT_STEPS, 250
-        if quick:  # a smoke test of the whole pipeline, not a result
-            config.train.steps = config.train.eval_every = config.train.checkpoint_every = 20
-            config.eval_blocks = 64
-        task = MLMTask(config)
-        run_dir = work_dir / ("quick" if quick else "full") / slug(name)
-        if run_dir.exists():
-            shutil.rmtree(run_dir)  # an experiment always starts afresh
-        summary = train(task, config.train, run_dir)
-        summary["clean_token_recovery"] = clean_token_recovery(task)
-        rows[name] = summary
-        curves[name] = [row for row in read_metrics(run_dir / "metrics.jsonl")]
-        if name.startswith("BERT"):
-            summary["fill_in"] = {s: fill_in_the_blanks(task.model, task.tokenizer, s) for s in DEMO_SENTENCES}
-    results = {"paper": "mlm", "rows": rows, "curves": curves, "quick": quick}
-    write_json(out_dir / "results.json", results)
-    write_atomic(out_dir / "table.md", lambda tmp: tmp.write_text(results_table(rows)))
-    plot_curves(curves, out_dir / "loss.svg")
-    return results
-
-
-def slug(name: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
-
-
-DEMO_SENTENCES = [
-    "return a new [MASK] with the same elements.",
-    "the file is opened in [MASK] mode.",
-    "raise an [MASK] if the path does not exist.",
-    "this function is deprecated and will be [MASK] in a future release.",
-]
-
-
-def clean_token_recovery(task: MLMTask) -> float:
-    """Accuracy of the MLM head at every *unmasked* real token of the validation blocks."""
-    device = next(task.model.parameters()).device
-    ids, special = task.valid["input_ids"][:256].to(device), task.valid["special_tokens_mask"][:256].to(device)
-    task.model.eval()
-    with torch.no_grad():
-        logits = task.model.predict_all(ids, padding_mask=ids != PAD_ID)
-    task.model.train()
-    return (logits.argmax(-1) == ids)[~special].float().mean().item()
-
-
-def results_table(rows: dict[str, dict[str, Any]]) -> str:
-    lines = ["| run | masked-token accuracy | loss (nats) | perplexity | token recovery on clean text |",
-             "|---|---|---|---|---|"]
-    first = next(iter(rows.values()))
-    lines.append(f"| most frequent token / unigram baseline | {first['baseline_accuracy']:.3f} | "
-                 f"{first['baseline_entropy']:.2f} | {first['baseline_perplexity']:.0f} | — |")
-    for name, row in rows.items():
-        lines.append(f"| {name} | {row['eval_accuracy']:.3f} | {row['eval_loss']:.2f} | "
-                     f"{row['eval_perplexity']:.0f} | {row['clean_token_recovery']:.3f} |")
-    fill_in = next((row["fill_in"] for row in rows.values() if "fill_in" in row), {})
-    if fill_in:
-        lines += ["", "| sentence (BERT 80/10/10 model) | top guesses for `[MASK]` |", "|---|---|"]
-        lines += [f"| {sentence.replace('[MASK]', '`[MASK]`')} | {', '.join(guesses[0])} |"
-                  for sentence, guesses in fill_in.items()]
-    return "\n".join(lines) + "\n"
-
-
-def plot_curves(curves: dict[str, list[dict[str, Any]]], path: Path) -> None:
-    plt = pyplot()
-
-    figure, axis = plt.subplots(figsize=(7, 4))
-    for name, rows in curves.items():
-        evals = [row for row in rows if "eval_loss" in row]
-        axis.plot([r["step"] for r in evals], [r["eval_loss"] for r in evals], marker="o", label=name)
-    baseline = next(r["baseline_entropy"] for rows in curves.values() for r in rows if "baseline_entropy" in r)
-    axis.axhline(baseline, color="gray", linestyle="--", label="unigram baseline")
-    axis.set_xlabel("step")
-    axis.set_ylabel("validation MLM loss (nats)")
-    axis.legend()
-    axis.grid(alpha=0.3)
-    figure.tight_layout()
-    save_figure(figure, path)
-
-
-PAPER = Paper(
-    name="mlm",
-    title="BERT masked language model",
-    arxiv="1810.04805",
-    default_config=MLMConfig,
-    build_task=MLMTask,
-    experiment=run_experiment,
-)
+#
+# **Speed and the default run.** Measured on a 2-core CPU with nothing else running:
+#
+# - `labnotes train mlm` from an empty cache (about 20 s of it builds the corpus and tokenizer):
+#   4 min 8 s, 4 min 17 s and 4 min 22 s in three runs, ending at 28.8% masked-token accuracy
+#   against 5.6% for the most frequent token (5.15×), and 4.51 nats against the unigram 6.53.
+# - `labnotes bench mlm` (this page's default model, batch 64 × 64, median of nine interleaved
+#   rounds): 4.3–5.0× the training throughput of Hugging Face's `BertForMaskedLM` of the same
+#   size, which scores every position; 3.5–3.7× with the sparse head alone, without the last-block
+#   cut; 4.0–4.4× without the training page's allocator setting (`LABNOTES_KEEP_MEMORY=0`). The
+#   spread is between runs at different moments on the same kind of machine.
+# - Padding: packing one document per block leaves 32% of the training positions at 64 tokens
+#   as `[PAD]`; FULL-SENTENCES packing leaves 17%.
+# - The unigram output bias: after 1200 steps, 4.2× and 4.0× the baseline accuracy with it
+#   against 3.2× and 3.0× without (`labnotes train mlm --steps 1200 --seed S
+#   [--set unigram_bias=false]`, S = 0 and 1).

@@ -48,8 +48,9 @@ from torch import Tensor, nn
 from labnotes.data import CorpusError
 from labnotes.mlm import IGNORE, mask_tokens
 from labnotes.tokenizer import CLS_ID, PAD_ID, SEP_ID, SPECIAL_TOKENS
-from labnotes.training import (CorpusConfig, Paper, TrainConfig, prepare_corpus, pyplot, read_metrics,
-                               save_figure, task_settings, train, write_atomic, write_json)
+from labnotes.data import CorpusConfig, prepare_corpus
+from labnotes.experiments.common import pyplot, save_figure  # TEMPORARY: moves to the experiment page
+from labnotes.training import TrainConfig, read_metrics, task_settings, train, write_atomic, write_json
 from labnotes.transformer import Encoder, EncoderConfig, LMHead, init_weights
 
 IS_NEXT, NOT_NEXT = 0, 1  # BERT's labels (google-research/bert; Hugging Face uses the same)
@@ -917,13 +918,3 @@ def bar_plot(rows: dict[str, dict[str, float]], columns: dict[str, str], path: P
     axis.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False)
     figure.tight_layout()
     save_figure(figure, path)
-
-
-PAPER = Paper(
-    name="nsp",
-    title="BERT next sentence prediction",
-    arxiv="1810.04805",
-    default_config=PairConfig,
-    build_task=SentencePairTask,
-    experiment=run_experiment,
-)

@@ -42,8 +42,7 @@ from labnotes.nsp import (NEGATIVE, NSP_TEST_SETS, POSITIVE, Pair, PairConfig, P
                           apply_plan, bar_plot, build_test_set, encode_pairs, inverse_document_frequency,
                           length_only_accuracy, overlap_features, pooled_vectors, probe_accuracy, show_pairs,
                           truncation_plan)
-from labnotes.training import Paper, train, write_atomic, write_json
-
+from labnotes.training import train, write_atomic, write_json
 IN_ORDER, SWAPPED = POSITIVE, NEGATIVE  # ALBERT's sentence_order_label: 1 = swapped (HF: the same)
 
 # %% [markdown]
@@ -271,13 +270,3 @@ def table_5(results: dict[str, Any]) -> str:
               f"{sizes['nsp_same_document']}, half of them negatives; a 95% interval is about ±"
               f"{100 * 1.96 * (0.25 / sizes['nsp']) ** 0.5:.1f} points. Chance is 50.0."]
     return "\n".join(lines) + "\n"
-
-
-PAPER = Paper(
-    name="sop",
-    title="ALBERT sentence order prediction",
-    arxiv="1909.11942",
-    default_config=PairConfig,
-    build_task=SOPTask,
-    experiment=run_experiment,
-)

@@ -51,9 +51,9 @@ from torch import Tensor, nn
 
 from labnotes.mlm import IGNORE, MaskedLanguageModel, evaluate_mlm, fill_in_the_blanks, mask_tokens, unigram_baselines
 from labnotes.tokenizer import MASK_ID, PAD_ID, SPECIAL_TOKENS
-from labnotes.training import (CorpusConfig, Paper, TrainConfig, in_order, prepare_blocks, prepare_corpus,
-                               pyplot, read_metrics, save_figure, task_settings, train, write_atomic,
-                               write_json)
+from labnotes.data import CorpusConfig, prepare_blocks, prepare_corpus
+from labnotes.experiments.common import in_order, pyplot, save_figure  # TEMPORARY: moves to the experiment page
+from labnotes.training import TrainConfig, read_metrics, task_settings, train, write_atomic, write_json
 from labnotes.transformer import EncoderConfig, init_weights
 
 # %% [markdown]
@@ -898,13 +898,3 @@ def plot_recovery(results: dict[str, Any], path: Path) -> None:
     figure.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
     figure.tight_layout(rect=(0, 0.14, 1, 1))
     save_figure(figure, path)
-
-
-PAPER = Paper(
-    name="spanbert",
-    title="SpanBERT span masking and span boundary objective",
-    arxiv="1907.10529",
-    default_config=SpanBERTConfig,
-    build_task=SpanBERTTask,
-    experiment=run_experiment,
-)

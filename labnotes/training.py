@@ -81,6 +81,17 @@ class TrainConfig:
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        counts = {name: getattr(self, name) for name in ("steps", "batch_size", "grad_accum", "log_every",
+                                                         "eval_every", "checkpoint_every")}
+        for name, value in counts.items():
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1 (got {value})")
+        if self.warmup_steps < 0 or self.keep_checkpoints < 0:
+            raise ValueError("warmup_steps and keep_checkpoints must be 0 or more")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive (got {self.lr})")
+
 
 # Settings that may change between a run and its resumption without changing the result.
 RESUMABLE_CHANGES = {"steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints",
@@ -99,6 +110,14 @@ class Task(Protocol):
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used: corrupted, foreign, or missing."""
+
+
+def task_settings(config: Any) -> dict[str, Any]:
+    """A paper's configuration as plain JSON values, for checkpoints and `config.json`; without
+    `train`, the loop's own settings, which are checked separately."""
+    settings = json.loads(json.dumps(dataclasses.asdict(config)))
+    settings.pop("train", None)
+    return settings
 
 
 # %% [markdown]
@@ -143,23 +162,14 @@ def autocast(device: torch.device, dtype: torch.dtype):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-# %% [markdown]
-# ### Keeping freed memory on Linux
-#
-# PyTorch's CPU allocator asks the C library for every tensor and gives it back when the tensor
-# dies. glibc serves big requests (above a threshold that starts at 128 KiB) with fresh pages
-# from the kernel and returns them on `free`, so the next step's logits, activations and
-# gradients fault their pages in again one by one, each page zeroed by the kernel. On a small
-# model that is a fifth of the step (`/usr/bin/time -v` counted ~870,000 page faults in 130
-# steps of the MLM page's default model).
-# Raising glibc's two thresholds keeps freed blocks in the process for reuse: blocks of up to
-# 32 MiB (glibc's ceiling) come from the heap, and the heap is never trimmed. The cost is
-# that the process keeps its peak memory, which a training loop reaches every step anyway.
-# Other platforms and C libraries are left as they are; `LABNOTES_KEEP_MEMORY=0` turns it off.
-
-# %%
 def keep_freed_memory() -> bool:
-    """Tell glibc to recycle freed blocks instead of returning them to the kernel. True if applied."""
+    """Ask glibc to keep freed blocks for reuse instead of returning them to the kernel.
+
+    PyTorch's CPU allocator frees each step's large tensors; glibc hands big blocks back to the
+    kernel, so the next step faults the same pages in again, zero-filled. Raising glibc's mmap
+    and trim thresholds keeps them in the process. Linux with glibc only; `LABNOTES_KEEP_MEMORY=0`
+    turns it off. True if applied.
+    """
     if os.environ.get("LABNOTES_KEEP_MEMORY") == "0" or sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
         return False
     try:
@@ -407,28 +417,6 @@ def latest_checkpoint(out_dir: Path) -> Path | None:
 # resumes, lines from steps after its checkpoint are dropped so the file matches the weights.
 
 # %%
-def pyplot() -> Any:
-    """matplotlib.pyplot with a backend that draws to files (no display needed)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
-def in_order(names: Any, order: Any) -> list[str]:
-    """`names` in the order of `order` (results.json stores its keys sorted), then any others."""
-    return [name for name in order if name in names] + sorted(set(names) - set(order))
-
-
-def save_figure(figure: Any, path: Path) -> None:
-    """Write a matplotlib figure as a reproducible SVG (fixed ids, no date), atomically."""
-    import matplotlib.pyplot as plt
-
-    plt.rcParams["svg.hashsalt"] = "labnotes"
-    write_atomic(path, lambda tmp: figure.savefig(tmp, format="svg", metadata={"Date": None}))
-    plt.close(figure)
-
-
 def read_metrics(path: Path) -> list[dict[str, Any]]:
     rows = []
     if Path(path).exists():
@@ -457,17 +445,20 @@ def truncate_metrics(path: Path, last_step: int) -> None:
 # evaluation as `summary.json`.
 
 # %%
-def train(task: Task, config: TrainConfig, out_dir: Path | str, *, resume: bool = False) -> dict[str, Any]:
+def train(task: Task, config: TrainConfig, out_dir: Path | str, *, resume: bool = False,
+          overwrite: bool = False) -> dict[str, Any]:
+    """Train `task.model` into `out_dir`; `resume` continues the run there, `overwrite` replaces it."""
     out_dir = Path(out_dir)
     device = pick_device(config.device)
     dtype = pick_precision(device, config.precision)
-    keep_freed_memory()
+    keep_freed_memory()  # on Linux: recycle freed memory, so steps stop faulting pages back in
     model = task.model.to(device)
     optimizer = make_optimizer(model, config)
     scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
     metrics_path = out_dir / "metrics.jsonl"
 
-    start_step = prepare_out_dir(out_dir, resume)
+    prepare_out_dir(out_dir, resume, overwrite)
+    start_step = 0
     if resume and (checkpoint := latest_checkpoint(out_dir)) is not None:
         state = load_checkpoint(checkpoint, task=task, model=model, optimizer=optimizer, config=config)
         start_step = state["step"]
@@ -558,13 +549,25 @@ def last_train_loss(metrics_path: Path, window: int = 5) -> float | None:
     return sum(losses[-window:]) / len(losses[-window:]) if losses else None
 
 
-def prepare_out_dir(out_dir: Path, resume: bool) -> int:
-    """Refuse to overwrite a run by accident; create the folder."""
-    if not resume and latest_checkpoint(out_dir) is not None:
+RUN_FILES = ("checkpoints", "metrics.jsonl", "config.json", "summary.json", "model.safetensors")
+
+
+def prepare_out_dir(out_dir: Path, resume: bool, overwrite: bool = False) -> None:
+    """Create the run folder. Never overwrite a run by accident, never resume from nothing."""
+    has_run = latest_checkpoint(out_dir) is not None or (out_dir / "summary.json").exists()
+    if resume and overwrite:
+        raise ValueError("--resume continues a run and --overwrite discards it: choose one")
+    if resume and latest_checkpoint(out_dir) is None:
+        raise CheckpointError(f"{out_dir} has no checkpoint to resume from; run without --resume "
+                              "to start a new run there")
+    if has_run and not resume and not overwrite:
         raise CheckpointError(f"{out_dir} already holds a run; pass --resume to continue it, "
-                              "or choose another --out")
+                              "--overwrite to discard it and start afresh, or choose another --out")
+    if overwrite:  # only the files a run writes: anything else in the folder is left alone
+        for name in RUN_FILES:
+            path = out_dir / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
     out_dir.mkdir(parents=True, exist_ok=True)
-    return 0
 
 
 def write_checkpoint(out_dir: Path, **kwargs: Any) -> None:
@@ -579,216 +582,3 @@ def write_checkpoint(out_dir: Path, **kwargs: Any) -> None:
         shutil.rmtree(stale, ignore_errors=True)
 
 
-# %% [markdown]
-# ## Settings from the command line
-#
-# A paper's configuration is a dataclass that may hold other dataclasses (the encoder, the
-# training loop, the corpus). `--set key=value` reaches any field by its dotted path
-# (`--set model.dim=256`) or, when the name is unambiguous, by the name alone (`--set dim=256`).
-# The value is parsed by the field's declared type, and an unknown key is an error that lists
-# the keys there are.
-
-# %%
-class SettingError(ValueError):
-    pass
-
-
-def field_paths(config: Any, prefix: str = "") -> dict[str, tuple[Any, dataclasses.Field, Any]]:
-    """Every settable leaf field: dotted path -> (owning dataclass, field, declared type)."""
-    paths: dict[str, tuple[Any, dataclasses.Field, Any]] = {}
-    hints = typing.get_type_hints(type(config))
-    for item in dataclasses.fields(config):
-        value = getattr(config, item.name)
-        if dataclasses.is_dataclass(value):
-            paths.update(field_paths(value, f"{prefix}{item.name}."))
-        else:
-            paths[f"{prefix}{item.name}"] = (config, item, hints[item.name])
-    return paths
-
-
-def parse_value(text: str, kind: Any, key: str) -> Any:
-    union = typing.get_origin(kind) in (typing.Union, types.UnionType)
-    options = typing.get_args(kind) if union else (kind,)
-    if type(None) in options and text.lower() in ("none", "null", ""):
-        return None
-    base = next(option for option in options if option is not type(None))
-    try:
-        if base is bool:
-            if text.lower() in ("1", "true", "yes", "on"):
-                return True
-            if text.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(text)
-        if base in (int, float, str):
-            return base(text)
-    except ValueError:
-        raise SettingError(f"--set {key}={text}: expected a value of type {base.__name__}") from None
-    raise SettingError(f"--set {key}: cannot be set from the command line")
-
-
-def apply_settings(config: Any, assignments: Sequence[str]) -> Any:
-    paths = field_paths(config)
-    for assignment in assignments:
-        key, separator, text = assignment.partition("=")
-        if not separator:
-            raise SettingError(f"--set {assignment!r}: write it as key=value")
-        matches = [path for path in paths if path == key or path.split(".")[-1] == key]
-        exact = [path for path in matches if path == key]
-        if exact:
-            matches = exact
-        if not matches:
-            raise SettingError(f"--set {key}: unknown setting; valid keys: {', '.join(sorted(paths))}")
-        if len(matches) > 1:
-            raise SettingError(f"--set {key}: ambiguous; write one of {', '.join(matches)}")
-        owner, item, kind = paths[matches[0]]
-        setattr(owner, item.name, parse_value(text, kind, key))
-        if hasattr(owner, "__post_init__"):
-            try:
-                owner.__post_init__()
-            except ValueError as error:
-                raise SettingError(f"--set {key}={text}: {error}") from None
-    return config
-
-
-def task_settings(config: Any) -> dict[str, Any]:
-    """A paper's configuration as plain JSON values, for checkpoints and `config.json`; without
-    `train`, the loop's own settings, which are checked separately."""
-    settings = json.loads(json.dumps(dataclasses.asdict(config)))
-    settings.pop("train", None)
-    return settings
-
-
-# %% [markdown]
-# ## From a corpus to token blocks
-#
-# Every task starts the same way: load the corpus (the embedded default or `--data`), split
-# it by document into training and validation parts, train (or load from the cache) a
-# WordPiece tokenizer on the **training part only**, and encode both parts. Pages that train
-# on single sequences then pack the encoded documents into fixed-length blocks; pages that
-# need sentence pairs (NSP, SOP) build their own examples from the encoded documents.
-
-# %%
-@dataclass
-class CorpusConfig:
-    data: str | None = None  # None: the embedded corpus; a path; or a download name
-    seq_len: int = 64
-    vocab_size: int = 8192
-    valid_fraction: float = 0.1
-
-
-@dataclass
-class PreparedCorpus:
-    tokenizer: Any  # labnotes.tokenizer.Tokenizer
-    train_documents: list  # documents -> sentences -> (token ids, word ids)
-    valid_documents: list
-
-    def blocks(self, split: str, seq_len: int, *, across_documents: bool = False) -> Any:
-        from labnotes.data import pack_blocks
-        from labnotes.tokenizer import CLS_ID, PAD_ID, SEP_ID
-
-        documents = self.train_documents if split == "train" else self.valid_documents
-        return pack_blocks(documents, seq_len, cls_id=CLS_ID, sep_id=SEP_ID, pad_id=PAD_ID,
-                           source=f"the {split} split", across_documents=across_documents)
-
-
-_PREPARED: dict[str, PreparedCorpus] = {}
-
-
-def prepare_corpus(config: CorpusConfig) -> PreparedCorpus:
-    from labnotes.data import load_corpus, split_corpus
-    from labnotes.tokenizer import TokenizerConfig, train_tokenizer
-
-    key = json.dumps([config.data, config.vocab_size, config.valid_fraction])
-    if key not in _PREPARED:  # several tasks in one process (experiments, tests) share the work
-        corpus = load_corpus(config.data)
-        train_part, valid_part = split_corpus(corpus, config.valid_fraction)
-        tokenizer = train_tokenizer(train_part, TokenizerConfig(vocab_size=config.vocab_size))
-        _PREPARED[key] = PreparedCorpus(tokenizer, tokenizer.encode_corpus(train_part),
-                                        tokenizer.encode_corpus(valid_part))
-    return _PREPARED[key]
-
-
-# %% [markdown]
-# The single-sequence pages (MLM, SpanBERT, ELECTRA) all want the same three things from
-# that: the tokenizer, the training blocks and the validation blocks. `prepare_blocks` also
-# fits the encoder's configuration to them — its vocabulary to the tokenizer's, its position
-# table to at least the block length — so that a `--set corpus.vocab_size=...` or a longer
-# `--seq-len` never meets a model of the wrong shape.
-
-# %%
-def prepare_blocks(corpus: CorpusConfig, model: Any, *, across_documents: bool = False) -> tuple[Any, Any, Any]:
-    """(tokenizer, training blocks, validation blocks); `model` (an EncoderConfig) is fitted to them."""
-    prepared = prepare_corpus(corpus)
-    model.vocab_size = prepared.tokenizer.vocab_size
-    model.max_len = max(model.max_len, corpus.seq_len)
-    return (prepared.tokenizer, prepared.blocks("train", corpus.seq_len, across_documents=across_documents),
-            prepared.blocks("valid", corpus.seq_len, across_documents=across_documents))
-
-
-# %% [markdown]
-# ## Papers
-#
-# Each paper page ends by registering itself: a short name for the command line, its title
-# and arXiv id, a default configuration, a function that builds its task, and (optionally)
-# the experiment that makes the evidence shown on its page. `labnotes list` prints them.
-
-# %%
-@dataclass(frozen=True)
-class Paper:
-    name: str
-    title: str
-    arxiv: str
-    default_config: Callable[[], Any]
-    build_task: Callable[[Any], Task]
-    experiment: Callable[..., dict[str, Any]] | None = None
-
-
-def find_papers() -> dict[str, Paper]:
-    """Every registered paper, by short name (the modules listed in `labnotes.PAPERS`)."""
-    import importlib
-
-    import labnotes
-
-    found = {}
-    for module_name in labnotes.PAPERS:
-        paper = importlib.import_module(f"labnotes.{module_name}").PAPER
-        found[paper.name] = paper
-    return found
-
-
-def config_from_dict(kind: type, values: dict[str, Any]) -> Any:
-    """Rebuild a (nested) configuration dataclass from its JSON form."""
-    hints = typing.get_type_hints(kind)
-    kwargs = {}
-    for item in dataclasses.fields(kind):
-        if item.name in values:
-            hint = hints[item.name]
-            value = values[item.name]
-            kwargs[item.name] = config_from_dict(hint, value) if dataclasses.is_dataclass(hint) else value
-    return kind(**kwargs)
-
-
-def load_run(folder: Path | str, *, paper: str | None = None) -> tuple[Paper, Any, Task]:
-    """Rebuild the task of a `labnotes train` run folder and load its last checkpoint.
-
-    Returns (paper, config, task); `task.model` holds the trained weights, and every paper's
-    model exposes `.encoder`, the network kept after pretraining.
-    """
-    folder = Path(folder)
-    try:
-        saved = json.loads((folder / "config.json").read_text())
-    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"{folder} is not a labnotes run folder ({error}); pass the --out folder "
-                              "of a `labnotes train` run") from None
-    papers = find_papers()
-    if saved.get("paper") not in papers or (paper is not None and saved["paper"] != paper):
-        raise CheckpointError(f"{folder} holds a {saved.get('paper')!r} run"
-                              + (f", not {paper!r}" if paper else "") + f"; known papers: {', '.join(papers)}")
-    found = papers[saved["paper"]]
-    config = config_from_dict(type(found.default_config()), {**saved["settings"], "train": saved["train"]})
-    task = found.build_task(config)
-    checkpoint = latest_checkpoint(folder)
-    if checkpoint is None:
-        raise CheckpointError(f"{folder} has no checkpoint yet; let `labnotes train` finish or resume it")
-    load_checkpoint(checkpoint, task=task, model=task.model, optimizer=None, config=None)
-    return found, config, task

@@ -14,14 +14,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from labnotes.site.notebooks import notebook_text, repository_url  # noqa: E402
-from labnotes.site.render import discover_pages  # noqa: E402
+from labnotes.site.render import discover_pages, page_path  # noqa: E402
 
 
 def expected_notebooks(root: Path = ROOT) -> dict[Path, str]:
     """notebooks/<page>.ipynb -> its text, for every page in labnotes.PAGES."""
     repo_url = repository_url(root)
     return {root / "notebooks" / f"{name}.ipynb":
-            notebook_text(root / "labnotes" / f"{name}.py", package="labnotes", repo_url=repo_url)
+            notebook_text(page_path(root / "labnotes", name), package="labnotes", repo_url=repo_url, page=name)
             for name in discover_pages(root / "labnotes")}
 
 

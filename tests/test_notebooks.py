@@ -43,7 +43,7 @@ def test_first_cell_explains_install_and_picks_the_gpu(name):
     assert setup.cell_type == "code"
     assert "pip install -e ." in setup.source and "%pip install" in setup.source
     assert 'torch.cuda.is_available()' in setup.source
-    assert f"labnotes/{name}.py" in setup.source
+    assert f"labnotes/{name.replace('.', '/')}.py" in setup.source
     assert all(not cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code")
     assert notebook.cells[1].source.startswith('"""')  # then the module, docstring first
 

@@ -2,7 +2,7 @@
 
     on_config     read every page in labnotes.PAGES (a malformed file stops the build here,
                   with `path:line: what is wrong`); fill the nav placeholders
-                  `labnotes-shared`, `labnotes-papers`, `labnotes-reference`
+                  `labnotes-shared`, `labnotes-papers`, `labnotes-experiments`, `labnotes-reference`
     on_files      add, in memory, <page>.md, reference/<page>.md, notebooks/<page>.ipynb and
                   KaTeX's stylesheet and fonts from node_modules (nothing is written to docs/)
     on_page_markdown   expand `<!-- results: NAME -->`, `<!-- results-index -->` and
@@ -32,10 +32,10 @@ from labnotes.site.katex import MathError, MathRenderer  # noqa: E402
 from labnotes.site.literate import RenderError  # noqa: E402
 from labnotes.site.notebooks import notebook_text, repository_url  # noqa: E402
 from labnotes.site.render import (  # noqa: E402
-    PAGES_INDEX_MARKER, RESULTS_INDEX_MARKER, Site, expand_results, load_site, render_page, render_pages_index,
-    render_reference, render_results_index)
+    PAGES_INDEX_MARKER, RESULTS_INDEX_MARKER, Site, expand_results, load_site, page_kind, render_page,
+    render_pages_index, render_reference, render_results_index)
 
-NAV_PLACEHOLDERS = ("labnotes-shared", "labnotes-papers", "labnotes-reference")
+NAV_PLACEHOLDERS = ("labnotes-shared", "labnotes-papers", "labnotes-experiments", "labnotes-reference")
 IFRAME_WORKER = "assets/javascripts/iframe-worker.js"
 
 _site: Site | None = None
@@ -58,10 +58,10 @@ def on_config(config):
     except (RenderError, MathError) as error:
         raise PluginError(str(error)) from None
 
-    shared = [{page.front.title: f"{page.name}.md"} for page in _site.pages if not page.front.is_paper]
-    papers = [{page.front.title: f"{page.name}.md"} for page in _site.pages if page.front.is_paper]
+    groups = {kind: [{page.front.title: f"{page.name}.md"} for page in _site.pages if page_kind(page) == kind]
+              for kind in ("shared", "paper", "experiment")}
     reference = [{f"{_site.module_prefix}.{page.name}": f"reference/{page.name}.md"} for page in _site.pages]
-    fill = dict(zip(NAV_PLACEHOLDERS, (shared, papers, reference)))
+    fill = dict(zip(NAV_PLACEHOLDERS, (groups["shared"], groups["paper"], groups["experiment"], reference)))
     nav = []
     for item in config.nav or []:
         if isinstance(item, dict) and len(item) == 1:
@@ -98,7 +98,8 @@ def on_files(files: Files, config) -> Files:
             add_generated(f"{page.name}.md", render_page(_site, page))
             add_generated(f"reference/{page.name}.md", render_reference(_site, page))
             add_generated(f"notebooks/{page.name}.ipynb",
-                          notebook_text(page.path, package=_site.package, repo_url=repo_url))
+                          notebook_text(page.path, package=_site.package, repo_url=repo_url,
+                                        page=page.name))
     except RenderError as error:
         raise PluginError(str(error)) from None
 

@@ -35,7 +35,7 @@ def repository_url(root: Path) -> str | None:
 
 
 def setup_cell_source(page: str, package: str = "labnotes", repo_url: str | None = None) -> str:
-    source = f"{package}/{page}.py"
+    source = f"{package}/{page.replace('.', '/')}.py"
     install = f'"git+{repo_url}"' if repo_url else f"-e /path/to/your/copy/of/{package}"
     return "\n".join([
         f"# Setup. This notebook is generated from {source} by `make notebooks`: edit that file, not this one.",
@@ -59,10 +59,11 @@ def setup_cell_source(page: str, package: str = "labnotes", repo_url: str | None
     ])
 
 
-def notebook_text(path: Path, *, package: str = "labnotes", repo_url: str | None = None) -> str:
-    """The .ipynb text for one literate file."""
+def notebook_text(path: Path, *, package: str = "labnotes", repo_url: str | None = None,
+                  page: str | None = None) -> str:
+    """The .ipynb text for one literate file (`page`: its page name, default the file's stem)."""
     notebook = jupytext.read(path, fmt="py:percent")
-    cells = [nbformat.v4.new_code_cell(setup_cell_source(path.stem, package, repo_url))]
+    cells = [nbformat.v4.new_code_cell(setup_cell_source(page or path.stem, package, repo_url))]
     for cell in notebook.cells:
         if cell.cell_type == "markdown":
             new = nbformat.v4.new_markdown_cell(cell.source)

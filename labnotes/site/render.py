@@ -34,7 +34,8 @@ from pygments.token import STANDARD_TYPES, Name
 from .literate import LiteratePage, RenderError, read_page
 
 # Never pages: the command line, the package's plumbing, and this renderer.
-NOT_PAGES = {"__init__", "__main__", "cli", "site"}
+NOT_PAGES = {"__init__", "__main__", "cli", "registry", "site"}
+EXPERIMENTS = "experiments"  # pages named `experiments.NAME` live in labnotes/experiments/NAME.py
 RESULTS_MARKER = re.compile(r"^[ \t]*<!--\s*results:\s*(?P<name>[A-Za-z0-9_.-]+)\s*-->[ \t]*$", re.M)
 RESULTS_INDEX_MARKER = re.compile(r"^[ \t]*<!--\s*results-index\s*-->[ \t]*$", re.M)
 PAGES_INDEX_MARKER = re.compile(r"^[ \t]*<!--\s*pages-index\s*-->[ \t]*$", re.M)
@@ -81,9 +82,9 @@ def discover_pages(package_dir: Path) -> list[str]:
                     raise RenderError(init, node.lineno, "PAGES must be a literal list of "
                                                          "module names") from None
                 for name in names:
-                    if name in NOT_PAGES or not (package_dir / f"{name}.py").exists():
+                    if name in NOT_PAGES or not page_path(package_dir, name).exists():
                         raise RenderError(init, node.lineno, f"PAGES names {name!r}, but "
-                                                             f"{package_dir / (name + '.py')} is not a page")
+                                                             f"{page_path(package_dir, name)} is not a page")
                 return list(names)
     names = []
     for path in sorted(package_dir.glob("*.py")):
@@ -99,6 +100,21 @@ def discover_pages(package_dir: Path) -> list[str]:
     return names
 
 
+def page_path(package_dir: Path, name: str) -> Path:
+    """The file of a page: `mlm` -> labnotes/mlm.py, `experiments.mlm` -> labnotes/experiments/mlm.py."""
+    return Path(package_dir, *name.split(".")).with_suffix(".py")
+
+
+def is_experiment(page: LiteratePage) -> bool:
+    """An experiment page (labnotes/experiments/...): how a paper's claim is measured."""
+    return page.name.startswith(EXPERIMENTS + ".")
+
+
+def page_kind(page: LiteratePage) -> str:
+    """"experiment", "paper" or "shared": which group of the navigation a page belongs to."""
+    return "experiment" if is_experiment(page) else "paper" if page.front.is_paper else "shared"
+
+
 def load_site(package_dir: Path | str, results_dir: Path | str, *, root: Path | str | None = None,
               names: list[str] | None = None) -> Site:
     """Read every page of the package (in PAGES order) and index its top-level names."""
@@ -109,7 +125,7 @@ def load_site(package_dir: Path | str, results_dir: Path | str, *, root: Path | 
     except ValueError:
         module_prefix = package_dir.name
     names = discover_pages(package_dir) if names is None else names
-    pages = [read_page(package_dir / f"{name}.py", name) for name in names]
+    pages = [read_page(page_path(package_dir, name), name) for name in names]
     site = Site(package_dir.name, module_prefix, package_dir, results_dir, pages)
     for page in pages:
         site.symbols[page.name] = _top_level_names(page)
@@ -332,8 +348,9 @@ def render_results_index(site: Site, *, source: Path) -> str:
 
 def render_pages_index(site: Site) -> str:
     """What `<!-- pages-index -->` becomes: the shared pages, then the papers, with summaries."""
-    groups = [("Shared pieces", [page for page in site.pages if not page.front.is_paper]),
-              ("Papers", [page for page in site.pages if page.front.is_paper])]
+    groups = [("Shared pieces", [page for page in site.pages if page_kind(page) == "shared"]),
+              ("Papers", [page for page in site.pages if page_kind(page) == "paper"]),
+              ("Experiments", [page for page in site.pages if page_kind(page) == "experiment"])]
     parts = []
     for title, pages in groups:
         if pages:

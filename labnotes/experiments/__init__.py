@@ -1,0 +1,1 @@
+"""One experiment page per paper: the runs behind each Evidence section (see common.py)."""

@@ -1,0 +1,177 @@
+"""What every experiment shares.
+
+The lab bench behind the Evidence sections: a fresh folder per arm, one quick mode, seeds and
+their spread, Markdown tables and reproducible figures, and the rule that results are stored
+first and every table and figure is drawn from the stored file.
+"""
+
+# %% [markdown]
+# A paper page is a lecture: it explains one objective and trains it once. The evidence it
+# shows comes from an **experiment**: several training runs (*arms*) that differ in one setting
+# each, scored on the same held-out data, sometimes over several seeds. Each paper has its
+# experiment on a page of its own under `labnotes/experiments/`, and `labnotes experiment
+# <paper>` runs it. This page holds what they all need.
+#
+# Every experiment page defines two functions:
+#
+# | function | what it does |
+# |---|---|
+# | `run_experiment(work_dir, *, quick, progress)` | trains the arms in `work_dir`, returns the results as plain JSON values |
+# | `draw(results, out_dir)` | writes `table.md` and the figures from those results, and nothing else |
+#
+# `run` below stores the results as `results.json` *before* anything is drawn, and draws from
+# the file it just wrote. So a table on the site can always be redrawn from its JSON without
+# training again (`labnotes experiment <paper> --redraw`), and a figure can never show a number
+# that the JSON does not hold.
+
+# %%
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from labnotes.training import read_metrics, train, write_atomic, write_json
+
+QUICK = os.environ.get("LABNOTES_QUICK") == "1"  # notebooks under test: the quick mode
+
+# %% [markdown]
+# ## Running an experiment, and redrawing it
+#
+# Training runs go to `work_dir` (under `runs/`, never into `docs/`: checkpoints are large and
+# not part of the site). `out_dir` gets four files: `results.json`, `table.md`, the figures, and
+# `command.txt`, the command that made them, which the page shows under the table.
+
+# %%
+def run(experiment: ModuleType, out_dir: Path | str, *, command: str, quick: bool = False,
+        progress: bool = True, work_dir: Path | str | None = None) -> dict[str, Any]:
+    """Run one experiment page; store its results, then draw them from the stored file."""
+    out_dir = Path(out_dir)
+    name = experiment.__name__.rsplit(".", 1)[-1]  # labnotes.experiments.mlm -> mlm
+    work_dir = Path(work_dir or f"runs/experiment-{name}") / ("quick" if quick else "full")
+    results = experiment.run_experiment(work_dir, quick=quick, progress=progress)
+    write_json(out_dir / "results.json", {**results, "quick": quick})
+    redraw(experiment, out_dir)
+    write_atomic(out_dir / "command.txt", lambda tmp: tmp.write_text(command + "\n"))
+    return results
+
+
+def redraw(experiment: ModuleType, out_dir: Path | str) -> None:
+    """Draw an experiment's tables and figures from its stored results.json alone."""
+    out_dir = Path(out_dir)
+    try:
+        results = json.loads((out_dir / "results.json").read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{out_dir}/results.json does not exist: run the experiment first "
+                                "(without --redraw)") from None
+    experiment.draw(results, out_dir)
+
+
+# %% [markdown]
+# ## One arm: a fresh folder, a run, its metrics
+#
+# An experiment always starts afresh: each arm trains into its own folder, emptied first, so a
+# second run of the same experiment never resumes (or refuses) a leftover. The quick mode,
+# `--quick` on the command line and `LABNOTES_QUICK=1` in the notebooks, makes every arm a
+# 20-step run on a few evaluation examples: a check that the whole pipeline runs, never a result.
+
+# %%
+QUICK_STEPS = 20
+QUICK_EVAL_EXAMPLES = 64
+EVAL_SIZE_FIELDS = ("eval_blocks", "eval_pairs")  # how much held-out data a paper's task scores
+
+
+def make_quick(config: Any) -> Any:
+    """Shrink a paper's configuration to the quick mode, in place."""
+    config.train.steps = config.train.eval_every = config.train.checkpoint_every = QUICK_STEPS
+    for name in EVAL_SIZE_FIELDS:
+        if hasattr(config, name):
+            setattr(config, name, min(getattr(config, name), QUICK_EVAL_EXAMPLES))
+    return config
+
+
+def slug(name: str) -> str:
+    """A folder name for an arm: "BERT 80/10/10, dynamic" -> "bert-80-10-10--dynamic"."""
+    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
+
+
+def train_arm(task: Any, config: Any, work_dir: Path | str, name: str) -> tuple[dict[str, Any], list[dict]]:
+    """Train one arm from scratch in work_dir/<slug(name)>: (summary, metrics rows)."""
+    run_dir = Path(work_dir) / slug(name)
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    summary = train(task, config.train, run_dir)
+    return summary, read_metrics(run_dir / "metrics.jsonl")
+
+
+# %% [markdown]
+# ## Seeds and their spread
+#
+# Where arms differ by less than the noise between seeds, one run per arm says nothing. We
+# report the mean over seeds and the sample standard deviation $s$ (with $n - 1$), written
+# `mean ± s`; with two or three seeds, $s$ is itself rough, so read it as a scale, not an
+# interval.
+
+# %%
+def mean_and_spread(values: Sequence[float]) -> tuple[float, float]:
+    """(mean, sample standard deviation); the spread of a single value is 0."""
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, 0.0
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def percent(mean: float, spread: float | None = None) -> str:
+    """A fraction as a table cell in percent: "62.3 ± 3.5", or "62.3" without a spread."""
+    return f"{100 * mean:.1f}" if spread is None else f"{100 * mean:.1f} ± {100 * spread:.1f}"
+
+
+def percent_over_seeds(values: Sequence[float]) -> str:
+    mean, spread = mean_and_spread(values)
+    return percent(mean, spread if len(values) > 1 else None)
+
+
+# %% [markdown]
+# ## Tables and figures
+#
+# `results.json` is written with sorted keys, so the arms come back in alphabetical order;
+# `in_order` puts them back in the order the experiment defines. Figures are SVG with fixed
+# ids and no date, so the same results draw the same bytes and a stored figure can be checked.
+
+# %%
+def in_order(names: Iterable[str], order: Iterable[str]) -> list[str]:
+    """`names` in the order of `order`, then any others, sorted."""
+    names, order = list(names), list(order)
+    return [name for name in order if name in names] + sorted(set(names) - set(order))
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A Markdown table: one header row, a rule, then the rows."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_table(path: Path, text: str) -> None:
+    write_atomic(path, lambda tmp: tmp.write_text(text))
+
+
+def pyplot() -> Any:
+    """matplotlib.pyplot with a backend that draws to files (no display needed)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def save_figure(figure: Any, path: Path) -> None:
+    """Write a matplotlib figure as a reproducible SVG (fixed ids, no date), atomically."""
+    plt = pyplot()
+    plt.rcParams["svg.hashsalt"] = "labnotes"
+    write_atomic(path, lambda tmp: figure.savefig(tmp, format="svg", metadata={"Date": None}))
+    plt.close(figure)
