@@ -1,9 +1,12 @@
-"""labnotes: annotated, literate PyTorch implementations of language-model pretraining objectives."""
+"""labnotes: annotated, literate PyTorch implementations of language-model pretraining
+objectives."""
 
 __version__ = "0.1.0"
 
-# The site's pages in reading order: shared pieces first, then one page per paper.
-PAGES = ["data", "tokenizer", "transformer", "training", "downstream", "mlm", "nsp", "sop", "spanbert", "electra"]
-
-# Modules that register a paper (each defines PAPER = labnotes.training.Paper(...)).
-PAPERS = ["mlm", "nsp", "sop", "spanbert", "electra"]
+# The site's pages in reading order: shared pieces, one page per paper, then each paper's
+# experiment (labnotes/experiments/). The command line's list of papers is labnotes/registry.py.
+PAGES = [
+    "data", "tokenizer", "transformer", "training", "downstream",
+    "mlm", "nsp", "sop", "spanbert", "electra",
+    "experiments.common", "experiments.mlm",
+]

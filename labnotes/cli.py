@@ -60,7 +60,8 @@ def parse_value(text: str, kind: Any, key: str) -> Any:
         if base in (int, float, str):
             return base(text)
     except ValueError:
-        raise SettingError(f"--set {key}={text}: expected a value of type {base.__name__}") from None
+        raise SettingError(f"--set {key}={text}: expected a value of type "
+                           f"{base.__name__}") from None
     raise SettingError(f"--set {key}: cannot be set from the command line")
 
 
@@ -73,7 +74,8 @@ def check_count(key: str, name: str, value: Any) -> None:
         return
     lowest = 0 if name in MAY_BE_ZERO else 1
     if value < lowest:
-        flag = {"steps": "--steps", "batch_size": "--batch-size", "seq_len": "--seq-len", "seed": "--seed"}
+        flag = {"steps": "--steps", "batch_size": "--batch-size", "seq_len": "--seq-len",
+                "seed": "--seed"}
         shown = f"{flag[name]} {value}" if name in flag and key == name else f"--set {key}={value}"
         raise SettingError(f"{shown}: {name} must be at least {lowest}")
 
@@ -89,7 +91,8 @@ def apply_settings(config: Any, assignments: Sequence[str]) -> Any:
         if exact:
             matches = exact
         if not matches:
-            raise SettingError(f"--set {key}: unknown setting; valid keys: {', '.join(sorted(paths))}")
+            raise SettingError(f"--set {key}: unknown setting; "
+                               f"valid keys: {', '.join(sorted(paths))}")
         if len(matches) > 1:
             raise SettingError(f"--set {key}: ambiguous; write one of {', '.join(matches)}")
         owner, item, kind = paths[matches[0]]
@@ -104,6 +107,17 @@ def apply_settings(config: Any, assignments: Sequence[str]) -> Any:
     return config
 
 
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
 def papers() -> dict[str, Paper]:
     return PAPERS
 
@@ -112,7 +126,8 @@ class Parser(argparse.ArgumentParser):
     """argparse, but a usage error also lists the valid choices and options."""
 
     def error(self, message: str) -> NoReturn:
-        options = sorted(o for action in self._actions for o in action.option_strings if o.startswith("--"))
+        options = sorted(option for action in self._actions for option in action.option_strings
+                         if option.startswith("--"))
         hint = f"\nvalid options: {', '.join(options)}" if options else ""
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}{hint}\n")
@@ -128,30 +143,41 @@ def build_parser() -> Parser:
     train = commands.add_parser("train", help="train one paper's model")
     train.add_argument("paper")
     add_run_options(train)
-    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    train.add_argument("--overwrite", action="store_true", help="discard the run in --out and start afresh")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run in --out from its last checkpoint")
+    train.add_argument("--overwrite", action="store_true",
+                       help="discard the run in --out and start afresh")
 
-    experiment = commands.add_parser("experiment", help="run a paper's experiment and store its results")
+    experiment = commands.add_parser("experiment",
+                                     help="run a paper's experiment and store its results")
     experiment.add_argument("paper")
-    experiment.add_argument("--out", type=Path, help="where to write (default docs/results/<paper>)")
-    experiment.add_argument("--quick", action="store_true", help="a few steps only, to check it runs")
+    experiment.add_argument("--out", type=Path,
+                            help="where to write (default docs/results/<paper>)")
+    experiment.add_argument("--quick", action="store_true",
+                            help="a few steps only, to check it runs")
     experiment.add_argument("--redraw", action="store_true",
-                            help="redraw the tables and figures from the stored results.json, without training")
+                            help="redraw the tables and figures from the stored results.json, "
+                                 "without training")
     experiment.add_argument("--no-progress", action="store_true")
 
     evaluate = commands.add_parser("eval", help="evaluate a trained run on its validation split")
-    evaluate.add_argument("paper", help="the run's paper, or `downstream` for the downstream suite on any run")
-    evaluate.add_argument("--checkpoint", type=Path, required=True, help="a run folder written by `labnotes train`")
+    evaluate.add_argument("paper", help="the run's paper, or `downstream` for the downstream "
+                                        "suite on any run")
+    evaluate.add_argument("--checkpoint", type=Path, required=True,
+                          help="a run folder written by `labnotes train`")
     evaluate.add_argument("--device", default="auto")
-    evaluate.add_argument("--probe", action="store_true", help="downstream: a frozen-feature probe, not fine-tuning")
+    evaluate.add_argument("--probe", action="store_true",
+                          help="downstream: a frozen-feature probe, not fine-tuning")
 
-    bench = commands.add_parser("bench", help="training throughput against a Hugging Face reference")
+    bench = commands.add_parser("bench",
+                                help="training throughput against a Hugging Face reference")
     bench.add_argument("paper")
-    bench.add_argument("--steps", type=int, default=5, help="timed steps per round")
-    bench.add_argument("--rounds", type=int, default=9, help="interleaved rounds of both models")
+    bench.add_argument("--steps", type=positive_int, default=5, help="timed steps per round")
+    bench.add_argument("--rounds", type=positive_int, default=9,
+                       help="interleaved rounds of both models")
     bench.add_argument("--device", default="auto")
     bench.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
-    parser.subcommands = dict(commands.choices)  # so that an unknown option is reported by its command
+    parser.subcommands = dict(commands.choices)  # an unknown option is reported by its command
     return parser
 
 
@@ -171,14 +197,15 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
 def pick_paper(parser: Parser, name: str) -> Paper:
     known = papers()
     if name not in known:
-        parser.exit(EXIT_USAGE, f"labnotes: error: unknown paper {name!r}; valid papers: {', '.join(known)}\n")
+        parser.exit(EXIT_USAGE, f"labnotes: error: unknown paper {name!r}; "
+                                f"valid papers: {', '.join(known)}\n")
     return known[name]
 
 
 def configure(paper: Paper, args: argparse.Namespace) -> Any:
     config = paper.default_config()
-    flags = {"data": args.data, "steps": args.steps, "batch_size": args.batch_size, "seq_len": args.seq_len,
-             "device": args.device, "seed": args.seed}
+    flags = {"data": args.data, "steps": args.steps, "batch_size": args.batch_size,
+             "seq_len": args.seq_len, "device": args.device, "seed": args.seed}
     assignments = [f"{key}={value}" for key, value in flags.items() if value is not None]
     if args.no_progress:
         assignments.append("progress=false")
@@ -194,7 +221,8 @@ def command_train(parser: Parser, args: argparse.Namespace) -> int:
     task = paper.build_task(config)
     summary = train(task, config.train, out, resume=args.resume, overwrite=args.overwrite)
     print(json.dumps(summary, indent=2))
-    print(f"wrote {out}/summary.json, {out}/metrics.jsonl, {out}/model.safetensors and {out}/checkpoints/")
+    print(f"wrote {out}/summary.json, {out}/metrics.jsonl, {out}/model.safetensors "
+          f"and {out}/checkpoints/")
     return 0
 
 
@@ -224,7 +252,8 @@ def command_eval(parser: Parser, args: argparse.Namespace) -> int:
 
         found, run_config, task = load_run(args.checkpoint)
         config = DownstreamConfig(mode="probe" if args.probe else "finetune")
-        scores = evaluate_pretrained(task.model.encoder, run_config.corpus, config, pick_device(args.device))
+        device = pick_device(args.device)
+        scores = evaluate_pretrained(task.model.encoder, run_config.corpus, config, device)
         print(json.dumps({"run": str(args.checkpoint), "paper": found.name, **scores}, indent=2))
         return 0
     paper = pick_paper(parser, args.paper)
@@ -239,7 +268,8 @@ def command_bench(parser: Parser, args: argparse.Namespace) -> int:
     from labnotes.bench import describe, run_benchmark
 
     pick_paper(parser, args.paper)
-    result = run_benchmark(args.paper, steps=args.steps, rounds=args.rounds, device=args.device, threads=args.threads)
+    result = run_benchmark(args.paper, steps=args.steps, rounds=args.rounds, device=args.device,
+                           threads=args.threads)
     print(json.dumps(result, indent=2))  # stdout: for scripts
     print(describe(result), file=sys.stderr)  # stderr: for the person at the terminal
     return 0

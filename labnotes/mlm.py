@@ -97,7 +97,8 @@ def mask_tokens(
 
     decision = torch.rand(input_ids.shape, generator=generator)  # one u per position
     use_mask = selected & (decision < mask_token_prob)
-    use_random = selected & (decision >= mask_token_prob) & (decision < mask_token_prob + random_token_prob)
+    keep_from = mask_token_prob + random_token_prob  # u in [keep_from, 1): left as it is
+    use_random = selected & (decision >= mask_token_prob) & (decision < keep_from)
     random_tokens = torch.randint(num_special, vocab_size, input_ids.shape, generator=generator)
 
     inputs = input_ids.clone()
@@ -113,7 +114,8 @@ def mask_tokens(
 # from batch to batch (a binomial), but its rate is exactly $p$ and no position depends on
 # another. That is our choice, and Hugging Face's; BERT's own data script instead picks a fixed
 # count per sequence, $\min(20, \max(1, \operatorname{round}(0.15\,n)))$ of its $n$ tokens
-# (google-research/bert, `create_pretraining_data.py`), and ELECTRA's §2 writes $k = \lceil 0.15\,n \rceil$.
+# (google-research/bert, `create_pretraining_data.py`), and ELECTRA's §2 writes
+# $k = \lceil 0.15\,n \rceil$.
 # Both give 15% on average; the fixed count only removes the binomial spread.
 #
 # WordPiece cuts rare words into pieces (`token ##ization`). Hiding one piece of a word and
@@ -125,7 +127,10 @@ def mask_tokens(
 
 # %%
 def select_positions(
-    special_tokens_mask: Tensor, rate: float, whole_word_ids: Tensor | None, generator: torch.Generator | None
+    special_tokens_mask: Tensor,
+    rate: float,
+    whole_word_ids: Tensor | None,
+    generator: torch.Generator | None,
 ) -> Tensor:
     if whole_word_ids is None:
         draw = torch.rand(special_tokens_mask.shape, generator=generator)
@@ -133,7 +138,8 @@ def select_positions(
     is_word = whole_word_ids >= 0
     num_words = int(whole_word_ids.max().clamp(min=0)) + 1
     word_draw = torch.rand((whole_word_ids.shape[0], num_words), generator=generator)  # [B, W]
-    selected = word_draw.gather(1, whole_word_ids.clamp(min=0)) < rate  # each piece reads its word's draw
+    # each piece reads the draw of its word
+    selected = word_draw.gather(1, whole_word_ids.clamp(min=0)) < rate
     return selected & is_word & ~special_tokens_mask
 
 
@@ -144,7 +150,8 @@ def select_positions(
 # The loss is the mean cross-entropy over all selected positions of the batch (one mean over
 # targets, not a mean of per-sequence means — google-research/bert `get_masked_lm_output`):
 #
-# $$\mathcal{L}_{\text{MLM}} = -\frac{1}{|S|} \sum_{(b,t) \in S} \log p_\theta(x_{b,t} \mid \tilde{x}_b),$$
+# $$\mathcal{L}_{\text{MLM}} = -\frac{1}{|S|} \sum_{(b,t) \in S}
+#   \log p_\theta(x_{b,t} \mid \tilde{x}_b),$$
 #
 # where $S$ is the set of selected positions and $\tilde{x}_b$ the corrupted sequence.
 #
@@ -166,10 +173,12 @@ class MaskedLanguageModel(nn.Module):
         self.encoder = Encoder(config)
         self.head = LMHead(config, self.encoder.embeddings.token)
 
-    def forward(self, input_ids: Tensor, labels: Tensor, padding_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def forward(self, input_ids: Tensor, labels: Tensor,
+                padding_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Sparse prediction: (loss, logits at the selected positions [N, V])."""
         selected = labels != IGNORE  # [B, T]
-        hidden = self.encoder(input_ids, padding_mask=padding_mask, output_positions=selected)  # [N, D]
+        hidden = self.encoder(input_ids, padding_mask=padding_mask,
+                              output_positions=selected)  # [N, D]
         logits = self.head(hidden)  # [N, V]
         loss = F.cross_entropy(logits.float(), labels[selected])
         return loss, logits
@@ -209,8 +218,8 @@ class MaskedLanguageModel(nn.Module):
 class MLMConfig:
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     model: EncoderConfig = field(default_factory=lambda: EncoderConfig(dropout=0.0))
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=2400, lr=2e-3, eval_every=300,
-                                                                   checkpoint_every=300))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        steps=2400, lr=2e-3, eval_every=300, checkpoint_every=300))
     mask_rate: float = 0.15
     mask_token_prob: float = 0.8
     random_token_prob: float = 0.1
@@ -230,8 +239,9 @@ class MLMConfig:
 # $H = -\frac{1}{|S|}\sum \log q(x_{b,t})$. A model that has learned nothing about context
 # sits at these numbers; everything below them is context.
 #
-# **The output bias.** A freshly initialised model guesses every word about equally: its loss is $\log V \approx 9.0$ nats. The first thing it learns is how common each word is,
-# which takes it down to $H$ ($\approx 6.5$ nats on the embedded corpus) without reading any
+# **The output bias.** A freshly initialised model guesses every word about equally: its loss
+# is $\log V \approx 9.0$ nats. The first thing it learns is how common each word is, which takes
+# it down to $H$ ($\approx 6.5$ nats on the embedded corpus) without reading any
 # context. We can hand it that for free: at initialisation the logits $h^\top E_w$ are close to
 # zero, so setting the output bias to $c_w = \log q(w)$ makes the first softmax the unigram
 # distribution, and the first updates go to context instead. It is the prior initialisation
@@ -273,34 +283,43 @@ class MLMTask:
             config.corpus, config.model, across_documents=config.across_documents)
         torch.manual_seed(config.train.seed)
         self.model = MaskedLanguageModel(config.model)
-        self.static_masks = self.mask(self.train_blocks, torch.Generator().manual_seed(config.train.seed + 7)) \
-            if config.static_masking else None
+        self.static_masks = None  # static masking: one mask per training block, drawn once
+        if config.static_masking:
+            static_generator = torch.Generator().manual_seed(config.train.seed + 7)
+            self.static_masks = self.mask(self.train_blocks, static_generator)
         count = min(config.eval_blocks, len(self.valid_blocks.input_ids))
         self.valid = {key: value[:count] for key, value in vars(self.valid_blocks).items()}
-        self.valid_inputs, self.valid_labels = self.mask(self.valid_blocks, torch.Generator().manual_seed(1234),
-                                                         rows=slice(0, count))
-        self.baselines = unigram_baselines(self.train_blocks.input_ids, self.valid_labels, self.tokenizer.vocab_size)
+        self.valid_inputs, self.valid_labels = self.mask(
+            self.valid_blocks, torch.Generator().manual_seed(1234), rows=slice(0, count))
+        vocab_size = self.tokenizer.vocab_size
+        train_ids = self.train_blocks.input_ids
+        self.baselines = unigram_baselines(train_ids, self.valid_labels, vocab_size)
         if config.unigram_bias:
             with torch.no_grad():
-                self.model.head.bias.copy_(unigram_log_probs(self.train_blocks.input_ids, self.tokenizer.vocab_size))
+                self.model.head.bias.copy_(unigram_log_probs(train_ids, vocab_size))
 
-    def mask(self, blocks: Any, generator: torch.Generator, rows: Any = slice(None)) -> tuple[Tensor, Tensor]:
+    def mask(self, blocks: Any, generator: torch.Generator,
+             rows: Any = slice(None)) -> tuple[Tensor, Tensor]:
         return mask_tokens(
-            blocks.input_ids[rows], blocks.special_tokens_mask[rows], vocab_size=self.tokenizer.vocab_size,
+            blocks.input_ids[rows], blocks.special_tokens_mask[rows],
+            vocab_size=self.tokenizer.vocab_size,
             rate=self.config.mask_rate, mask_token_prob=self.config.mask_token_prob,
             random_token_prob=self.config.random_token_prob,
-            whole_word_ids=blocks.word_ids[rows] if self.config.whole_word else None, generator=generator)
+            whole_word_ids=blocks.word_ids[rows] if self.config.whole_word else None,
+            generator=generator)
 
     def settings(self) -> dict[str, Any]:
         return task_settings(self.config)
 
     def make_batch(self, step: int, generator: torch.Generator) -> dict[str, Tensor]:
-        rows = torch.randint(len(self.train_blocks.input_ids), (self.config.train.batch_size,), generator=generator)
+        count, size = len(self.train_blocks.input_ids), self.config.train.batch_size
+        rows = torch.randint(count, (size,), generator=generator)
         if self.static_masks is not None:
             inputs, labels = self.static_masks[0][rows], self.static_masks[1][rows]
         else:
             inputs, labels = self.mask(self.train_blocks, generator, rows)
-        return {"input_ids": inputs, "labels": labels, "padding_mask": self.train_blocks.input_ids[rows] != PAD_ID}
+        padding_mask = self.train_blocks.input_ids[rows] != PAD_ID
+        return {"input_ids": inputs, "labels": labels, "padding_mask": padding_mask}
 
     def loss(self, model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
         loss, logits = model(batch["input_ids"], batch["labels"], batch["padding_mask"])
@@ -308,12 +327,13 @@ class MLMTask:
         return loss, {"accuracy": top1_correct(logits, targets).float().mean().item()}
 
     def evaluate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
-        return {**evaluate_mlm(model, self.valid_inputs, self.valid_labels, self.valid["input_ids"] != PAD_ID, device),
+        padding_mask = self.valid["input_ids"] != PAD_ID
+        return {**evaluate_mlm(model, self.valid_inputs, self.valid_labels, padding_mask, device),
                 **self.baselines}
 
 
-def evaluate_mlm(model: nn.Module, inputs: Tensor, labels: Tensor, padding_mask: Tensor, device: torch.device,
-                 batch_size: int = 128) -> dict[str, float]:
+def evaluate_mlm(model: nn.Module, inputs: Tensor, labels: Tensor, padding_mask: Tensor,
+                 device: torch.device, batch_size: int = 128) -> dict[str, float]:
     total_loss, correct, count = 0.0, 0, 0
     for start in range(0, len(inputs), batch_size):
         part = slice(start, start + batch_size)
@@ -324,14 +344,16 @@ def evaluate_mlm(model: nn.Module, inputs: Tensor, labels: Tensor, padding_mask:
         correct += int(top1_correct(logits, targets).sum())
         count += len(targets)
     loss = total_loss / max(count, 1)
-    return {"eval_loss": loss, "eval_accuracy": correct / max(count, 1), "eval_perplexity": math.exp(loss),
+    return {"eval_loss": loss, "eval_accuracy": correct / max(count, 1),
+            "eval_perplexity": math.exp(loss),
             "eval_targets": count}
 
 
 def top1_correct(logits: Tensor, targets: Tensor) -> Tensor:
-    """Bool [N]: the target scores highest (`logits.argmax(-1) == targets`, but ~10x cheaper on a CPU)."""
+    """Bool [N]: the target scores highest (as `logits.argmax(-1) == targets`, ~10x cheaper)."""
     logits = logits.detach()  # a metric: no autograd graph
-    return logits.gather(-1, targets[:, None]).squeeze(-1) >= logits.amax(-1)  # a tie counts as correct
+    target_logit = logits.gather(-1, targets[:, None]).squeeze(-1)  # [N]
+    return target_logit >= logits.amax(-1)  # a tie counts as correct
 
 
 # %% [markdown]
@@ -341,7 +363,8 @@ def top1_correct(logits: Tensor, targets: Tensor) -> Tensor:
 # The dense `predict_all` scores every position; we keep the top few words at each `[MASK]`.
 
 # %%
-def fill_in_the_blanks(model: MaskedLanguageModel, tokenizer: Any, text: str, top_k: int = 3) -> list[list[str]]:
+def fill_in_the_blanks(model: MaskedLanguageModel, tokenizer: Any, text: str,
+                       top_k: int = 3) -> list[list[str]]:
     pieces = text.replace("[MASK]", " \0 ").split("\0")  # keep [MASK] out of the WordPiece model
     ids: list[int] = [CLS_ID]
     for index, piece in enumerate(pieces):
@@ -374,9 +397,11 @@ if __name__ == "__main__":
         demo.train.steps = demo.train.eval_every = 20
         demo.eval_blocks = 64
     demo_task = MLMTask(demo)
-    demo_summary = train(demo_task, demo.train, Path("runs/mlm-notebook"), overwrite=True)  # afresh each time
+    # overwrite: the notebook trains afresh each time it runs
+    demo_summary = train(demo_task, demo.train, Path("runs/mlm-notebook"), overwrite=True)
     print(json.dumps(demo_summary, indent=2))
-    for sentence in ["the function returns a [MASK] of the input.", "raise an [MASK] if the file does not exist."]:
+    for sentence in ["the function returns a [MASK] of the input.",
+                     "raise an [MASK] if the file does not exist."]:
         print(sentence, "->", fill_in_the_blanks(demo_task.model, demo_task.tokenizer, sentence))
 
 
@@ -384,11 +409,11 @@ if __name__ == "__main__":
 # ## Evidence
 #
 # [The experiment](experiments.mlm.md) (`labnotes experiment mlm`) trains three models that
-# differ in one setting each, for 2000 steps on the embedded corpus, and scores all three on the same validation targets (masked 80/10/10
-# with a fixed seed): BERT's 80/10/10 with dynamic masking, 100% `[MASK]` (the "MASK 100%" row
-# of BERT's Table 8), and 80/10/10 with one static mask per block (RoBERTa's Table 1).
-# "Token recovery on clean text" runs the head at every *unmasked* token and checks that it
-# predicts the token itself.
+# differ in one setting each, for 2000 steps on the embedded corpus, and scores all three on the
+# same validation targets (masked 80/10/10 with a fixed seed): BERT's 80/10/10 with dynamic
+# masking, 100% `[MASK]` (the "MASK 100%" row of BERT's Table 8), and 80/10/10 with one static
+# mask per block (RoBERTa's Table 1). "Token recovery on clean text" runs the head at every
+# *unmasked* token and checks that it predicts the token itself.
 #
 # <!-- results: mlm -->
 #
@@ -421,9 +446,10 @@ if __name__ == "__main__":
 #   against 5.6% for the most frequent token (5.15×), and 4.51 nats against the unigram 6.53.
 # - `labnotes bench mlm` (this page's default model, batch 64 × 64, median of nine interleaved
 #   rounds): 4.3–5.0× the training throughput of Hugging Face's `BertForMaskedLM` of the same
-#   size, which scores every position; 3.5–3.7× with the sparse head alone, without the last-block
-#   cut; 4.0–4.4× without the training page's allocator setting (`LABNOTES_KEEP_MEMORY=0`). The
-#   spread is between runs at different moments on the same kind of machine.
+#   size, which scores every position; 3.5–3.7× with the sparse head alone, without the
+#   last-block cut; 4.0–4.4× without the training page's allocator setting
+#   (`LABNOTES_KEEP_MEMORY=0`). The spread is between runs at different moments on the same
+#   kind of machine.
 # - Padding: packing one document per block leaves 32% of the training positions at 64 tokens
 #   as `[PAD]`; FULL-SENTENCES packing leaves 17%.
 # - The unigram output bias: after 1200 steps, 4.2× and 4.0× the baseline accuracy with it

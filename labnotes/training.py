@@ -37,9 +37,7 @@ import shutil
 import sys
 import tempfile
 import time
-import types
-import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,7 +55,7 @@ from tqdm.auto import tqdm
 # Defaults train the small models of this site on a 2-core CPU in minutes. The learning rate
 # is higher than BERT's $10^{-4}$ (arXiv:1810.04805, App. A.2) because the model is tiny and
 # the run short; $\beta_2 = 0.98$ follows RoBERTa (arXiv:1907.11692, §3.1), which found it
-# steadier with large learning rates.
+# improves stability when training with large batches.
 
 # %%
 @dataclass
@@ -82,9 +80,9 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        counts = {name: getattr(self, name) for name in ("steps", "batch_size", "grad_accum", "log_every",
-                                                         "eval_every", "checkpoint_every")}
-        for name, value in counts.items():
+        counts = ("steps", "batch_size", "grad_accum", "log_every", "eval_every",
+                  "checkpoint_every")
+        for name, value in {name: getattr(self, name) for name in counts}.items():
             if value < 1:
                 raise ValueError(f"{name} must be at least 1 (got {value})")
         if self.warmup_steps < 0 or self.keep_checkpoints < 0:
@@ -104,7 +102,8 @@ class Task(Protocol):
 
     def settings(self) -> dict[str, Any]: ...
     def make_batch(self, step: int, generator: torch.Generator) -> dict[str, Tensor]: ...
-    def loss(self, model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]: ...
+    def loss(self, model: nn.Module,
+             batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]: ...
     def evaluate(self, model: nn.Module, device: torch.device) -> dict[str, float]: ...
 
 
@@ -135,9 +134,11 @@ def pick_device(name: str = "auto") -> torch.device:
     if name != "auto":
         device = torch.device(name)
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"--device {name}: CUDA is not available here; use --device cpu or auto")
+            raise ValueError(f"--device {name}: CUDA is not available here; "
+                             "use --device cpu or auto")
         if device.type == "mps" and not torch.backends.mps.is_available():
-            raise ValueError(f"--device {name}: MPS is not available here; use --device cpu or auto")
+            raise ValueError(f"--device {name}: MPS is not available here; "
+                             "use --device cpu or auto")
         return device
     if torch.cuda.is_available():
         return torch.device("cuda")
@@ -149,7 +150,8 @@ def pick_device(name: str = "auto") -> torch.device:
 def pick_precision(device: torch.device, requested: str = "auto") -> torch.dtype:
     if requested == "fp32" or (requested == "auto" and device.type == "cpu"):
         return torch.float32
-    if requested == "bf16" or (requested == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()):
+    cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    if requested == "bf16" or (requested == "auto" and cuda_bf16):
         return torch.bfloat16
     if requested in ("auto", "fp16"):
         return torch.float16
@@ -170,14 +172,17 @@ def keep_freed_memory() -> bool:
     and trim thresholds keeps them in the process. Linux with glibc only; `LABNOTES_KEEP_MEMORY=0`
     turns it off. True if applied.
     """
-    if os.environ.get("LABNOTES_KEEP_MEMORY") == "0" or sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
+    if os.environ.get("LABNOTES_KEEP_MEMORY") == "0":
+        return False
+    if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
         return False
     m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
-    return bool(libc.mallopt(m_mmap_threshold, 32 * 1024 * 1024)) and bool(libc.mallopt(m_trim_threshold, 2**30))
+    kept_mmap = libc.mallopt(m_mmap_threshold, 32 * 1024 * 1024)  # glibc's ceiling: 32 MiB
+    return bool(kept_mmap) and bool(libc.mallopt(m_trim_threshold, 2**30))
 
 
 # %% [markdown]
@@ -190,10 +195,16 @@ def keep_freed_memory() -> bool:
 #
 # The **schedule** warms up linearly over `warmup_steps` (Adam's early estimates of the
 # gradient's variance are noisy, so the first steps must be small) and then decays with a
-# cosine to `min_lr_ratio` of the peak:
+# cosine to `min_lr_ratio` $= r$ of the peak. Step $s$ counts from 0, so the first step already
+# has a learning rate above zero:
 #
-# $$\eta(s) = \begin{cases} \eta_{\max}\, s / s_w & s < s_w \\
-#   \eta_{\max}\left(r + (1 - r)\tfrac{1}{2}\left(1 + \cos \pi \tfrac{s - s_w}{S - s_w}\right)\right) & s \ge s_w\end{cases}$$
+# $$\eta(s) = \begin{cases} \eta_{\max}\, (s + 1) / s_w & s < s_w \\
+#   \eta_{\max}\left(r + (1 - r)\tfrac{1}{2}
+#   \left(1 + \cos \pi \tfrac{s - s_w}{S - s_w}\right)\right) & s \ge s_w\end{cases}$$
+#
+# This departs from BERT, which decays *linearly to zero* (App. A.2; `optimization.py` in
+# google-research/bert). A cosine that stops at 10% keeps learning in the last steps of a short
+# run; `--set min_lr_ratio=0` decays to zero.
 
 # %%
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
@@ -269,7 +280,8 @@ def follow_umask(path: Path, mode: int = 0o666) -> None:
 
 
 def write_json(path: Path, data: Any) -> None:
-    write_atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n"))
+    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    write_atomic(path, lambda tmp: tmp.write_text(text))
 
 
 def sha256_file(path: Path) -> str:
@@ -308,7 +320,8 @@ def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tenso
     return tensors, plain
 
 
-def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, Tensor], plain: dict[str, Any]) -> None:
+def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, Tensor],
+                      plain: dict[str, Any]) -> None:
     state: dict[int, dict[str, Any]] = {}
     for name, value in [*tensors.items(), *plain["scalars"].items()]:
         index, key = name.split(".", 1)
@@ -333,7 +346,8 @@ def save_checkpoint(folder: Path, *, task: Task, model: nn.Module, optimizer: to
             "step": step,
             "optimizer": plain,
             "grad_scaler_scale": scaler_scale,
-            "sha256": {name: sha256_file(temporary / name) for name in ("model.safetensors", "optimizer.safetensors")},
+            "sha256": {name: sha256_file(temporary / name)
+                       for name in ("model.safetensors", "optimizer.safetensors")},
         }
         (temporary / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True))
         for written in temporary.iterdir():  # safetensors writes its files private (0600)
@@ -360,8 +374,9 @@ def read_checkpoint_state(folder: Path) -> dict[str, Any]:
     for name, expected in state["sha256"].items():
         path = folder / name
         if not path.exists() or sha256_file(path) != expected:
-            raise CheckpointError(f"{path} is missing or corrupted (SHA-256 does not match state.json); "
-                                  "delete the folder and resume from an earlier checkpoint or start afresh")
+            raise CheckpointError(f"{path} is missing or corrupted (SHA-256 does not match "
+                                  "state.json); delete the folder and resume from an earlier "
+                                  "checkpoint or start afresh")
     return state
 
 
@@ -370,11 +385,13 @@ def check_compatible(state: dict[str, Any], task: Task, config: TrainConfig, fol
         raise CheckpointError(f"{folder} was written by `labnotes train {state['paper']}`, not "
                               f"`{task.paper}`; resume it with that paper or use another --out")
     differing = diff_settings(state["settings"], task.settings())
-    differing += [f"train.{key}" for key in diff_settings(state["train_config"], dataclasses.asdict(config))
+    train_changes = diff_settings(state["train_config"], dataclasses.asdict(config))
+    differing += [f"train.{key}" for key in train_changes
                   if key.split(".")[0] not in RESUMABLE_CHANGES]
     if differing:
-        raise CheckpointError(f"{folder} was trained with different settings ({', '.join(differing)}); "
-                              "resume with the same settings or use another --out")
+        raise CheckpointError(f"{folder} was trained with different settings "
+                              f"({', '.join(differing)}); resume with the same settings "
+                              "or use another --out")
 
 
 def diff_settings(old: Any, new: Any, prefix: str = "") -> list[str]:
@@ -385,7 +402,8 @@ def diff_settings(old: Any, new: Any, prefix: str = "") -> list[str]:
     return [] if old == new else [prefix.rstrip(".")]
 
 
-def load_checkpoint(folder: Path, *, task: Task, model: nn.Module, optimizer: torch.optim.Optimizer | None,
+def load_checkpoint(folder: Path, *, task: Task, model: nn.Module,
+                    optimizer: torch.optim.Optimizer | None,
                     config: TrainConfig | None) -> dict[str, Any]:
     state = read_checkpoint_state(folder)
     if config is not None:
@@ -395,7 +413,8 @@ def load_checkpoint(folder: Path, *, task: Task, model: nn.Module, optimizer: to
     try:
         load_model(model, str(Path(folder) / "model.safetensors"), strict=True)
         if optimizer is not None:
-            restore_optimizer(optimizer, load_file(str(Path(folder) / "optimizer.safetensors")), state["optimizer"])
+            tensors = load_file(str(Path(folder) / "optimizer.safetensors"))
+            restore_optimizer(optimizer, tensors, state["optimizer"])
     except (SafetensorError, RuntimeError, KeyError, ValueError) as error:
         raise CheckpointError(f"{folder} does not fit this model: {error}") from None
     return state
@@ -447,7 +466,8 @@ def truncate_metrics(path: Path, last_step: int) -> None:
 # %%
 def train(task: Task, config: TrainConfig, out_dir: Path | str, *, resume: bool = False,
           overwrite: bool = False) -> dict[str, Any]:
-    """Train `task.model` into `out_dir`; `resume` continues the run there, `overwrite` replaces it."""
+    """Train `task.model` into `out_dir`; `resume` continues the run there, `overwrite`
+    replaces it."""
     out_dir = Path(out_dir)
     device = pick_device(config.device)
     dtype = pick_precision(device, config.precision)
@@ -460,7 +480,8 @@ def train(task: Task, config: TrainConfig, out_dir: Path | str, *, resume: bool 
     prepare_out_dir(out_dir, resume, overwrite)
     start_step = 0
     if resume and (checkpoint := latest_checkpoint(out_dir)) is not None:
-        state = load_checkpoint(checkpoint, task=task, model=model, optimizer=optimizer, config=config)
+        state = load_checkpoint(checkpoint, task=task, model=model, optimizer=optimizer,
+                                config=config)
         start_step = state["step"]
         if scaler is not None and state.get("grad_scaler_scale"):
             scaler.update(state["grad_scaler_scale"])
@@ -481,7 +502,8 @@ def train(task: Task, config: TrainConfig, out_dir: Path | str, *, resume: bool 
                 group["lr"] = lr
             loss_total, step_metrics = 0.0, {}
             for micro in range(config.grad_accum):
-                batch = task.make_batch(step * config.grad_accum + micro, step_generator(config.seed, step, micro))
+                generator = step_generator(config.seed, step, micro)
+                batch = task.make_batch(step * config.grad_accum + micro, generator)
                 tokens_seen += count_tokens(batch)
                 batch = {key: value.to(device, non_blocking=True) for key, value in batch.items()}
                 torch.manual_seed(step_seed(config.seed + 1, step, micro))  # dropout
@@ -516,15 +538,17 @@ def train(task: Task, config: TrainConfig, out_dir: Path | str, *, resume: bool 
                 metrics_file.flush()
             if done % config.checkpoint_every == 0 or done == config.steps:
                 metrics_file.flush()
-                write_checkpoint(out_dir, task=task, model=model, optimizer=optimizer, config=config,
-                                 step=done, scaler_scale=scaler.get_scale() if scaler else None)
+                write_checkpoint(out_dir, task=task, model=model, optimizer=optimizer,
+                                 config=config, step=done,
+                                 scaler_scale=scaler.get_scale() if scaler else None)
             bar.update(1)
     bar.close()
 
     if not last_eval:  # resumed a finished run: nothing trained, evaluate the weights we have
         last_eval = run_evaluation(task, model, device, dtype)
     write_atomic(out_dir / "model.safetensors", lambda tmp: save_model(model, str(tmp)))
-    summary = {"paper": task.paper, "steps": config.steps, "device": str(device), "precision": str(dtype),
+    summary = {"paper": task.paper, "steps": config.steps, "device": str(device),
+               "precision": str(dtype),
                "train_loss": last_train_loss(metrics_path), **last_eval}
     write_json(out_dir / "summary.json", summary)
     return summary
@@ -536,7 +560,8 @@ def count_tokens(batch: dict[str, Tensor]) -> int:
     return int(batch["input_ids"].numel())
 
 
-def run_evaluation(task: Task, model: nn.Module, device: torch.device, dtype: torch.dtype) -> dict[str, float]:
+def run_evaluation(task: Task, model: nn.Module, device: torch.device,
+                   dtype: torch.dtype) -> dict[str, float]:
     model.eval()
     with torch.no_grad(), autocast(device, dtype):
         result = task.evaluate(model, device)

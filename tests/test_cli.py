@@ -71,6 +71,47 @@ def test_unknown_setting_exits_2(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--steps", "-3"], "--steps -3: steps must be at least 1"),
+    (["--steps", "0"], "--steps 0: steps must be at least 1"),
+    (["--batch-size", "0"], "--batch-size 0: batch_size must be at least 1"),
+    (["--seq-len", "-1"], "--seq-len -1: seq_len must be at least 1"),
+    (["--set", "eval_every=0"], "--set eval_every=0: eval_every must be at least 1"),
+    (["--set", "model.layers=0"], "--set model.layers=0: layers must be at least 1"),
+    (["--set", "eval_blocks=-5"], "--set eval_blocks=-5: eval_blocks must be at least 1"),
+    (["--seed", "-1"], "--seed -1: seed must be at least 0"),
+])
+def test_counts_and_sizes_below_one_are_refused_and_nothing_is_written(tmp_path, capsys, flags, message):
+    out = tmp_path / "run"
+    assert main(["train", "mlm", *flags, "--out", str(out), "--no-progress"]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("flags", [["--steps", "0"], ["--rounds", "-2"]])
+def test_bench_counts_below_one_are_refused(flags):
+    result = run_cli("bench", "mlm", *flags)
+    assert result.returncode == 2 and "must be at least 1" in result.stderr
+
+
+def test_resume_without_a_checkpoint_says_so(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "mlm", "--resume", "--out", str(out), *TINY]) == 1
+    assert "no checkpoint to resume from" in capsys.readouterr().err
+    assert not (out / "summary.json").exists() and not (out / "checkpoints").exists()
+
+
+def test_overwrite_starts_afresh_in_a_used_folder(tmp_path, capsys):
+    data = write_small_corpus(tmp_path / "small.txt", documents=40)
+    args = ["train", "mlm", "--data", str(data), "--steps", "6", "--batch-size", "8", "--seq-len", "32",
+            "--out", str(tmp_path / "run"), *TINY]
+    assert main(args) == 0
+    assert main(args) == 1
+    assert "--overwrite" in capsys.readouterr().err
+    assert main([*args, "--overwrite"]) == 0
+    assert [row["step"] for row in read_metrics(tmp_path / "run" / "metrics.jsonl") if "loss" in row][-1] == 6
+
+
 def test_missing_data_is_a_clear_error(tmp_path, capsys):
     assert main(["train", "mlm", "--data", str(tmp_path / "nope.txt"), "--out", str(tmp_path / "run")]) == 1
     err = capsys.readouterr().err

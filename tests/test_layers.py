@@ -73,10 +73,32 @@ def test_the_checker_sees_imports_inside_functions(tmp_path):
     assert imported_modules(path) == {"mlm", "mlm.mask_tokens", "cli"}
 
 
+def code_lines(path: Path) -> list[tuple[int, str]]:
+    """(number, line) of the lines shown in the code column: not the module docstring (front
+    matter) and not the notes cells (Markdown, which wraps)."""
+    text = path.read_text(encoding="utf-8")
+    body = ast.parse(text).body
+    docstring_end = body[0].end_lineno if body and isinstance(body[0], ast.Expr) \
+        and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str) else 0
+    lines, in_notes = [], False
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.startswith("# %%"):
+            in_notes = "[markdown]" in line or "[md]" in line
+        elif number > docstring_end and not in_notes:
+            lines.append((number, line))
+    return lines
+
+
 def test_code_lines_fit_the_code_column():
     """The site's code column clips lines longer than 100 characters."""
     long = [f"{path.relative_to(ROOT)}:{number}: {len(line)} characters"
             for path in sorted(PACKAGE.rglob("*.py")) if path.relative_to(PACKAGE).parts[0] != "site"
-            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
-            if len(line) > 100]
+            for number, line in code_lines(path) if len(line) > 100]
     assert not long, "\n".join(long)
+
+
+def test_code_lines_skip_notes_and_front_matter(tmp_path):
+    path = tmp_path / "page.py"
+    path.write_text('"""Title.\n\nPaper: ' + "x" * 120 + '\n"""\n\n# %% [markdown]\n# ' + "y" * 120
+                    + "\n\n# %%\nz = 1\n")
+    assert code_lines(path) == [(5, ""), (10, "z = 1")]

@@ -7,8 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from labnotes.training import (CheckpointError, SettingError, TrainConfig, apply_settings, latest_checkpoint,
-                               learning_rate, load_checkpoint, make_optimizer, read_metrics, train)
+from labnotes.cli import SettingError, apply_settings
+from labnotes.training import (CheckpointError, TrainConfig, latest_checkpoint, learning_rate,
+                               load_checkpoint, make_optimizer, read_metrics, train)
 
 
 class ToyTask:
@@ -89,6 +90,30 @@ def test_refuses_to_overwrite_a_run_without_resume(tmp_path):
     train(ToyTask(), config(steps=10), tmp_path)
     with pytest.raises(CheckpointError, match="--resume"):
         train(ToyTask(), config(steps=10), tmp_path)
+
+
+def test_overwrite_starts_afresh_and_leaves_other_files_alone(tmp_path):
+    first = train(ToyTask(), config(steps=10), tmp_path)
+    (tmp_path / "notes.txt").write_text("mine")
+    second = train(ToyTask(), config(steps=10), tmp_path, overwrite=True)
+    assert second["train_loss"] == first["train_loss"]  # the same run again, not a continuation
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    steps = [row["step"] for row in read_metrics(tmp_path / "metrics.jsonl") if "loss" in row]
+    assert steps == sorted(set(steps)) and steps[-1] == 10
+
+
+def test_resume_without_a_checkpoint_is_an_error(tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint to resume"):
+        train(ToyTask(), config(steps=10), tmp_path / "empty", resume=True)
+    assert not (tmp_path / "empty" / "summary.json").exists()
+    with pytest.raises(ValueError, match="choose one"):
+        train(ToyTask(), config(steps=10), tmp_path / "empty", resume=True, overwrite=True)
+
+
+@pytest.mark.parametrize("field", ["steps", "batch_size", "grad_accum", "eval_every"])
+def test_counts_below_one_are_refused(field):
+    with pytest.raises(ValueError, match=f"{field} must be at least 1"):
+        TrainConfig(**{field: 0})
 
 
 def test_foreign_checkpoint_is_refused(tmp_path):

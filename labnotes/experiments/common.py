@@ -16,8 +16,8 @@ first and every table and figure is drawn from the stored file.
 #
 # | function | what it does |
 # |---|---|
-# | `run_experiment(work_dir, *, quick, progress)` | trains the arms in `work_dir`, returns the results as plain JSON values |
-# | `draw(results, out_dir)` | writes `table.md` and the figures from those results, and nothing else |
+# | `run_experiment(work_dir, *, quick, progress)` | trains the arms; returns plain JSON values |
+# | `draw(results, out_dir)` | writes `table.md` and the figures from the results alone |
 #
 # `run` below stores the results as `results.json` *before* anything is drawn, and draws from
 # the file it just wrote. So a table on the site can always be redrawn from its JSON without
@@ -100,7 +100,8 @@ def slug(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
 
 
-def train_arm(task: Any, config: Any, work_dir: Path | str, name: str) -> tuple[dict[str, Any], list[dict]]:
+def train_arm(task: Any, config: Any, work_dir: Path | str,
+              name: str) -> tuple[dict[str, Any], list[dict]]:
     """Train one arm from scratch in work_dir/<slug(name)>: (summary, metrics rows)."""
     run_dir = Path(work_dir) / slug(name)
     if run_dir.exists():

@@ -79,7 +79,8 @@ def run_experiment(work_dir: Path, *, quick: bool = False, progress: bool = True
     rows, curves = {}, {}
     for name, changes in ARMS.items():
         config = MLMConfig(**changes)
-        config.train.steps, config.train.eval_every, config.train.progress = STEPS, EVAL_EVERY, progress
+        config.train.steps, config.train.eval_every = STEPS, EVAL_EVERY
+        config.train.progress = progress
         if quick:
             make_quick(config)
         task = MLMTask(config)
@@ -110,15 +111,17 @@ def results_table(results: dict[str, Any]) -> str:
     first = next(iter(rows.values()))
     lines = [["most frequent token / unigram baseline", f"{first['baseline_accuracy']:.3f}",
               f"{first['baseline_entropy']:.2f}", f"{first['baseline_perplexity']:.0f}", "—"]]
-    lines += [[name, f"{row['eval_accuracy']:.3f}", f"{row['eval_loss']:.2f}", f"{row['eval_perplexity']:.0f}",
-               f"{row['clean_token_recovery']:.3f}"] for name, row in rows.items()]
+    lines += [[name, f"{row['eval_accuracy']:.3f}", f"{row['eval_loss']:.2f}",
+               f"{row['eval_perplexity']:.0f}", f"{row['clean_token_recovery']:.3f}"]
+              for name, row in rows.items()]
     text = markdown_table(["run", "masked-token accuracy", "loss (nats)", "perplexity",
                            "token recovery on clean text"], lines)
     fill_in = next((row["fill_in"] for row in rows.values() if "fill_in" in row), {})
     if fill_in:
         guesses = [[sentence.replace("[MASK]", "`[MASK]`"), ", ".join(fill_in[sentence][0])]
                    for sentence in in_order(fill_in, DEMO_SENTENCES)]
-        text += "\n" + markdown_table(["sentence (BERT 80/10/10 model)", "top guesses for `[MASK]`"], guesses)
+        header = ["sentence (BERT 80/10/10 model)", "top guesses for `[MASK]`"]
+        text += "\n" + markdown_table(header, guesses)
     return text
 
 
@@ -128,8 +131,10 @@ def plot_curves(results: dict[str, Any], path: Path) -> None:
     figure, axis = plt.subplots(figsize=(7, 4))
     for name, rows in curves.items():
         evals = [row for row in rows if "eval_loss" in row]
-        axis.plot([r["step"] for r in evals], [r["eval_loss"] for r in evals], marker="o", label=name)
-    baseline = next(r["baseline_entropy"] for rows in curves.values() for r in rows if "baseline_entropy" in r)
+        axis.plot([row["step"] for row in evals], [row["eval_loss"] for row in evals],
+                  marker="o", label=name)
+    baseline = next(row["baseline_entropy"] for rows in curves.values() for row in rows
+                    if "baseline_entropy" in row)
     axis.axhline(baseline, color="gray", linestyle="--", label="unigram baseline")
     axis.set_xlabel("step")
     axis.set_ylabel("validation MLM loss (nats)")

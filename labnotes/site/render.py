@@ -394,7 +394,9 @@ def render_page(site: Site, page: LiteratePage) -> str:
                          f'href="#{section.anchor}" title="Permanent link">¶</a></div>')
             notes = f"{permalink}\n\n{notes}"
         code = highlight(site, page, section.code) if section.code_cells else ""
-        lines += _section_html("ln-section", notes, code, anchor=section.anchor)
+        # a section that shows stored results spans the page: tables and figures need the width
+        css = "ln-section ln-section--results" if RESULTS_MARKER.search(section.notes) else "ln-section"
+        lines += _section_html(css, notes, code, anchor=section.anchor)
     lines += ["</div>", ""]
     return "\n".join(lines)
 
