@@ -117,6 +117,8 @@ def test_fixture_notebook_executes(kernel, tmp_path):
 
 
 @pytest.mark.parametrize("name", PAGES)
-def test_notebook_executes_top_to_bottom(kernel, tmp_path, name):
-    path = ROOT / "notebooks" / f"{name}.ipynb"
-    _execute(path.read_text(encoding="utf-8"), tmp_path, kernel)
+def test_notebook_executes_top_to_bottom_twice_in_the_same_folder(kernel, tmp_path, name):
+    """A reader runs a notebook again: the second run must not trip over what the first left."""
+    text = (ROOT / "notebooks" / f"{name}.ipynb").read_text(encoding="utf-8")
+    _execute(text, tmp_path, kernel)
+    _execute(text, tmp_path, kernel)
