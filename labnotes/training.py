@@ -91,7 +91,7 @@ class TrainConfig:
             raise ValueError(f"lr must be positive (got {self.lr})")
 
 
-# Settings that may change between a run and its resumption without changing the result.
+# Settings that may change between a run and its resumption (see "What may change on resume").
 RESUMABLE_CHANGES = {"steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints",
                      "device", "progress"}
 
@@ -219,10 +219,12 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2))
 
 
-def learning_rate(step: int, config: TrainConfig) -> float:
+def learning_rate(step: int, config: TrainConfig, schedule_steps: int | None = None) -> float:
+    """The learning rate at `step`; the schedule ends at `schedule_steps` (config.steps)."""
+    horizon = config.steps if schedule_steps is None else schedule_steps
     if step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
-    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    progress = (step - config.warmup_steps) / max(1, horizon - config.warmup_steps)
     cosine = 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
     return config.lr * (config.min_lr_ratio + (1.0 - config.min_lr_ratio) * cosine)
 
@@ -301,6 +303,15 @@ def sha256_file(path: Path) -> str:
 # execute), and `state.json` with the step, the settings that made the run, and a SHA-256 of
 # each tensor file. Loading checks all three: a checkpoint from another paper or another model
 # configuration, or with a damaged file, is refused with a message that says why.
+#
+# **What may change on resume.** Only what cannot change the result: how often to log, evaluate
+# and checkpoint, the progress bar, the device, and `steps`. The device may change because the
+# precision is stored *as resolved* (`auto` is float32 on a CPU but bfloat16 on most GPUs): a
+# resumed run that would compute in another precision is refused. `steps` may grow, to train
+# longer, but the learning-rate schedule keeps the horizon the run started with (stored as
+# `schedule_steps`), so the steps already taken keep their rates; steps past it run at the
+# floor, $r\,\eta_{\max}$. Under float16 the gradient scaler's state (the loss scale and how
+# many steps it has gone without an overflow) is saved too, so a resumed fp16 run is the same run.
 
 # %%
 CHECKPOINT_FORMAT = "labnotes-checkpoint/1"
@@ -330,7 +341,8 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, Tenso
 
 
 def save_checkpoint(folder: Path, *, task: Task, model: nn.Module, optimizer: torch.optim.Optimizer,
-                    config: TrainConfig, step: int, scaler_scale: float | None) -> None:
+                    config: TrainConfig, step: int, schedule_steps: int, precision: str,
+                    grad_scaler: dict[str, Any] | None) -> None:
     folder = Path(folder)
     temporary = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
     follow_umask(temporary, 0o777)  # mkdtemp makes folders private (0700)
@@ -345,7 +357,9 @@ def save_checkpoint(folder: Path, *, task: Task, model: nn.Module, optimizer: to
             "train_config": dataclasses.asdict(config),
             "step": step,
             "optimizer": plain,
-            "grad_scaler_scale": scaler_scale,
+            "schedule_steps": schedule_steps,  # the horizon of the learning-rate schedule
+            "precision": precision,  # as resolved: "auto" means another thing on another device
+            "grad_scaler": grad_scaler,  # fp16 only: the loss scale and its growth tracker
             "sha256": {name: sha256_file(temporary / name)
                        for name in ("model.safetensors", "optimizer.safetensors")},
         }
@@ -478,13 +492,21 @@ def train(task: Task, config: TrainConfig, out_dir: Path | str, *, resume: bool 
     metrics_path = out_dir / "metrics.jsonl"
 
     prepare_out_dir(out_dir, resume, overwrite)
-    start_step = 0
+    start_step, schedule_steps = 0, config.steps
     if resume and (checkpoint := latest_checkpoint(out_dir)) is not None:
         state = load_checkpoint(checkpoint, task=task, model=model, optimizer=optimizer,
                                 config=config)
         start_step = state["step"]
-        if scaler is not None and state.get("grad_scaler_scale"):
-            scaler.update(state["grad_scaler_scale"])
+        schedule_steps = state.get("schedule_steps", state["train_config"]["steps"])
+        if state.get("precision", str(dtype)) != str(dtype):
+            raise CheckpointError(f"{checkpoint} was trained in {state['precision']}, this run "
+                                  f"would use {dtype} on {device}; resume with --set "
+                                  "precision=... to match, or start a new run")
+        if scaler is not None and state.get("grad_scaler"):
+            scaler.load_state_dict(state["grad_scaler"])
+        if schedule_steps != config.steps:
+            print(f"labnotes: resuming to step {config.steps}; the learning-rate schedule keeps "
+                  f"the horizon of {schedule_steps} steps the run started with", file=sys.stderr)
         truncate_metrics(metrics_path, start_step)
     elif metrics_path.exists():
         metrics_path.unlink()
@@ -497,7 +519,7 @@ def train(task: Task, config: TrainConfig, out_dir: Path | str, *, resume: bool 
     started, tokens_seen, last_eval = time.perf_counter(), 0, {}
     with open(metrics_path, "a") as metrics_file:
         for step in range(start_step, config.steps):
-            lr = learning_rate(step, config)
+            lr = learning_rate(step, config, schedule_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             loss_total, step_metrics = 0.0, {}
@@ -540,7 +562,8 @@ def train(task: Task, config: TrainConfig, out_dir: Path | str, *, resume: bool 
                 metrics_file.flush()
                 write_checkpoint(out_dir, task=task, model=model, optimizer=optimizer,
                                  config=config, step=done,
-                                 scaler_scale=scaler.get_scale() if scaler else None)
+                                 schedule_steps=schedule_steps, precision=str(dtype),
+                                 grad_scaler=scaler.state_dict() if scaler else None)
             bar.update(1)
     bar.close()
 

@@ -92,6 +92,39 @@ def test_refuses_to_overwrite_a_run_without_resume(tmp_path):
         train(ToyTask(), config(steps=10), tmp_path)
 
 
+def test_fp16_resume_is_bit_exact_and_keeps_the_loss_scale(tmp_path):
+    """fp16 on the CPU (autocast + GradScaler): the scaler's state travels with the checkpoint."""
+    fp16 = config(precision="fp16")
+    train(ToyTask(), fp16, tmp_path / "full")
+    with pytest.raises(KeyboardInterrupt):
+        train(ToyTask(crash_at=25), fp16, tmp_path / "part")
+    state = json.loads((latest_checkpoint(tmp_path / "part") / "state.json").read_text())
+    assert state["precision"] == "torch.float16" and state["grad_scaler"]["scale"] > 0
+    assert "_growth_tracker" in state["grad_scaler"]
+    train(ToyTask(seed=123), fp16, tmp_path / "part", resume=True)
+    losses = [[r["loss"] for r in read_metrics(tmp_path / run / "metrics.jsonl") if "loss" in r]
+              for run in ("full", "part")]
+    assert losses[0] == losses[1]
+
+
+def test_resume_in_another_precision_is_refused(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        train(ToyTask(crash_at=15), config(), tmp_path)
+    other = config(precision="fp16")
+    with pytest.raises(CheckpointError, match="precision"):
+        train(ToyTask(), other, tmp_path, resume=True)
+
+
+def test_more_steps_on_resume_keep_the_schedule_of_the_start(tmp_path, capsys):
+    train(ToyTask(), config(steps=20), tmp_path)
+    train(ToyTask(), config(steps=30), tmp_path, resume=True)
+    assert "keeps the horizon of 20 steps" in capsys.readouterr().err
+    rates = [r["lr"] for r in read_metrics(tmp_path / "metrics.jsonl") if "lr" in r]
+    expected = [learning_rate(step, config(steps=20)) for step in range(30)]
+    assert rates == pytest.approx(expected)
+    assert rates[-1] == pytest.approx(config().lr * config().min_lr_ratio)
+
+
 def test_overwrite_starts_afresh_and_leaves_other_files_alone(tmp_path):
     first = train(ToyTask(), config(steps=10), tmp_path)
     (tmp_path / "notes.txt").write_text("mine")
