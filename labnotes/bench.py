@@ -47,8 +47,9 @@ def time_steps(step: Callable[[], None], steps: int, device: torch.device) -> fl
     return time.perf_counter() - start
 
 
-def run_benchmark(paper: str = "mlm", *, steps: int = 5, rounds: int = 9, batch_size: int = 64, seq_len: int = 64,
-                  device: str = "auto", threads: int = 0, config: EncoderConfig | None = None) -> dict[str, Any]:
+def run_benchmark(paper: str = "mlm", *, steps: int = 5, rounds: int = 9, batch_size: int = 64,
+                  seq_len: int = 64, device: str = "auto", threads: int = 0,
+                  config: EncoderConfig | None = None) -> dict[str, Any]:
     if paper != "mlm":
         raise ValueError(f"no benchmark for {paper!r} yet; available: mlm")
     if threads:
@@ -94,9 +95,9 @@ def run_benchmark(paper: str = "mlm", *, steps: int = 5, rounds: int = 9, batch_
     assert (labels != IGNORE).any()
     return {
         "paper": paper, "device": str(target), "threads": torch.get_num_threads(),
-        "config": {"layers": config.layers, "dim": config.dim, "heads": config.heads, "ffn_dim": config.ffn_dim,
-                   "vocab_size": config.vocab_size, "dropout": config.dropout, "batch_size": batch_size,
-                   "seq_len": seq_len},
+        "config": {"layers": config.layers, "dim": config.dim, "heads": config.heads,
+                   "ffn_dim": config.ffn_dim, "vocab_size": config.vocab_size,
+                   "dropout": config.dropout, "batch_size": batch_size, "seq_len": seq_len},
         "tokens_per_s": {name: round(value, 1) for name, value in throughput.items()},
         "ratio": round(statistics.median(ratios), 2),
         "ratio_per_round": [round(r, 2) for r in ratios],
@@ -109,5 +110,7 @@ def describe(result: dict[str, Any]) -> str:
     speed = result["tokens_per_s"]
     rounds = result["ratio_per_round"]
     return (f"{result['paper']} on {result['device']} ({result['threads']} threads): labnotes "
-            f"{speed['labnotes']:,.0f} tokens/s, transformers {speed['transformers']:,.0f} tokens/s: "
-            f"{result['ratio']:.2f}x (median of {len(rounds)} rounds, {min(rounds):.2f}-{max(rounds):.2f})")
+            f"{speed['labnotes']:,.0f} tokens/s, "
+            f"transformers {speed['transformers']:,.0f} tokens/s: "
+            f"{result['ratio']:.2f}x (median of {len(rounds)} rounds, "
+            f"{min(rounds):.2f}-{max(rounds):.2f})")

@@ -41,8 +41,10 @@ from torch import Tensor
 #   sentence prediction (arXiv:1810.04805, §3.1 "Task #2") asks whether segment B really
 #   follows segment A in the same document; ALBERT's sentence order prediction
 #   (arXiv:1909.11942, §3.1) swaps two consecutive segments of one document. Neither can be
-#   built from a bag of shuffled sentences, which is why BERT's authors insist on a
-#   document-level corpus (§3.1, "Pre-training data").
+#   built from a bag of shuffled sentences. BERT's authors insist on a document-level corpus
+#   for another reason: only documents yield the long contiguous sequences that pre-training
+#   reads, which a shuffled sentence-level corpus such as the Billion Word Benchmark cannot
+#   (§3.1, "Pre-training data").
 # - The sentences matter because segments are made of whole sentences: we cut text at
 #   sentence ends, not in the middle of a thought, whenever we can.
 #
@@ -302,7 +304,8 @@ def prose_paragraphs(text: str) -> list[str]:
 _CODE_LIKE = re.compile(
     r"""(>>>|==|!=|<=|>=|->|=>|\+=|\*\*|//|::|\(\)|\[\]|[{};\\$|]|__|://"""  # operators...
     r"""|\w\(|\w\[|\w\s*=\s*[\w'"\[(-]"""  # f(x), a[0], x = 1
-    r"""|^(?:def|class|import|from|return|raise|assert|lambda|yield|await|print|if|for|while|with)\b)"""
+    r"""|^(?:def|class|import|from|return|raise|assert|lambda|yield|await|print"""  # keywords
+    r"""|if|for|while|with)\b)"""
 )
 MIN_DOCUMENT_SENTENCES = 2
 MIN_DOCUMENT_CHARACTERS = 120
@@ -487,7 +490,8 @@ DOWNLOADS: dict[str, DownloadSpec] = {
         ),
         DownloadSpec(
             "tinystories",
-            "https://huggingface.co/datasets/roneneldan/TinyStories/resolve/main/TinyStoriesV2-GPT4-valid.txt",
+            "https://huggingface.co/datasets/roneneldan/TinyStories/resolve/main/"
+            "TinyStoriesV2-GPT4-valid.txt",
             "TinyStoriesV2-GPT4-valid.txt",
             None,  # checksum not verified yet: record it after a first trusted download
             22_502_601,
@@ -522,9 +526,10 @@ def download_corpus(name: str, *, cache: str | Path | None = None, url: str | No
     allow_unverified = os.environ.get("LABNOTES_ALLOW_UNVERIFIED") == "1"
     if spec.sha256 is None and not allow_unverified:
         raise CorpusError(
-            f"corpus {name!r} has no recorded SHA-256 checksum, so its download cannot be verified. "
-            "Set LABNOTES_ALLOW_UNVERIFIED=1 to download it anyway (the hash is printed so you can "
-            f"record it in DOWNLOADS[{name!r}]), or download it yourself and pass --data PATH."
+            f"corpus {name!r} has no recorded SHA-256 checksum, so its download cannot be "
+            "verified. Set LABNOTES_ALLOW_UNVERIFIED=1 to download it anyway (the hash is printed "
+            f"so you can record it in DOWNLOADS[{name!r}]), or download it yourself and pass "
+            "--data PATH."
         )
     source = url or spec.url
     folder.mkdir(parents=True, exist_ok=True)
@@ -532,7 +537,8 @@ def download_corpus(name: str, *, cache: str | Path | None = None, url: str | No
     try:
         digest = hashlib.sha256()
         request = urllib.request.Request(source, headers={"User-Agent": "labnotes/0.1"})
-        with os.fdopen(handle, "wb") as file, urllib.request.urlopen(request, timeout=60) as response:
+        with (os.fdopen(handle, "wb") as file,
+              urllib.request.urlopen(request, timeout=60) as response):
             while chunk := response.read(1 << 20):
                 digest.update(chunk)
                 file.write(chunk)
@@ -647,9 +653,10 @@ def load_corpus(source: str | Path | None = None) -> Corpus:
 #
 # Which side a document lands on is decided by its content alone: we hash the document's text
 # with SHA-256, read the first 8 bytes as a number $u \in [0, 1)$ and send the document to
-# validation when $u < f$, where $f$ is `valid_fraction`. This does not depend on the order of the documents,
-# on Python's per-process string hashing, or on a random seed; adding documents to a corpus
-# never moves the existing ones; and two identical documents always land on the same side.
+# validation when $u < f$, where $f$ is `valid_fraction`. This does not depend on the order of
+# the documents, on Python's per-process string hashing, or on a random seed; adding documents
+# to a corpus never moves the existing ones; and two identical documents always land on the
+# same side.
 #
 # With few documents the hash could leave one side empty. Then the document with the smallest
 # (or largest) hash moves over, which is still order-independent. Fewer than two documents
@@ -760,8 +767,9 @@ def _fill_blocks(
     return blocks
 
 
-def join_documents(documents: Sequence[Sequence[EncodedSentence]], sep_id: int) -> list[list[EncodedSentence]]:
-    """All documents as one stream, a `[SEP]` between consecutive documents (RoBERTa FULL-SENTENCES)."""
+def join_documents(documents: Sequence[Sequence[EncodedSentence]],
+                   sep_id: int) -> list[list[EncodedSentence]]:
+    """All documents as one stream, a `[SEP]` between documents (RoBERTa FULL-SENTENCES)."""
     stream: list[EncodedSentence] = []
     for document in documents:
         if stream:
@@ -806,8 +814,8 @@ def pack_blocks(
     if len(input_rows) < min_blocks:
         raise CorpusError(
             f"too little text in {source} for seq_len={seq_len}: it packs into {len(input_rows)} "
-            f"block(s), but at least {min_blocks} are needed. Use a larger corpus (--data PATH, or a "
-            f"download such as wikitext-2) or a shorter sequence length."
+            f"block(s), but at least {min_blocks} are needed. Use a larger corpus (--data PATH, "
+            f"or a download such as wikitext-2) or a shorter sequence length."
         )
     input_ids = torch.tensor(input_rows, dtype=torch.long).reshape(-1, seq_len)  # [N, T]
     word_ids = torch.tensor(word_rows, dtype=torch.long).reshape(-1, seq_len)  # [N, T]
@@ -819,9 +827,10 @@ def pack_blocks(
 #
 # Every task starts the same way: load the corpus (the embedded default or `--data`), split
 # it by document into training and validation parts, train (or load from the cache) a
-# [WordPiece tokenizer](tokenizer.md) on the **training part only**, and encode both parts. Pages that train
-# on single sequences then pack the encoded documents into fixed-length blocks; pages that
-# need sentence pairs (NSP, SOP) build their own examples from the encoded documents.
+# [WordPiece tokenizer](tokenizer.md) on the **training part only**, and encode both parts.
+# Pages that train on single sequences then pack the encoded documents into fixed-length
+# blocks; pages that need sentence pairs (NSP, SOP) build their own examples from the encoded
+# documents.
 
 # %%
 @dataclass
@@ -833,7 +842,9 @@ class CorpusConfig:
 
     def __post_init__(self) -> None:
         if self.seq_len < MIN_BLOCK_TOKENS:
-            raise ValueError(f"seq_len must be at least {MIN_BLOCK_TOKENS} tokens (got {self.seq_len})")
+            raise ValueError(
+                f"seq_len must be at least {MIN_BLOCK_TOKENS} tokens (got {self.seq_len})"
+            )
         if self.vocab_size < 64:
             raise ValueError(f"vocab_size must be at least 64 (got {self.vocab_size})")
         if not 0 < self.valid_fraction < 1:
@@ -847,7 +858,8 @@ class PreparedCorpus:
     valid_documents: list
 
     def blocks(self, split: str, seq_len: int, *, across_documents: bool = False) -> Any:
-        from labnotes.tokenizer import CLS_ID, PAD_ID, SEP_ID  # the next page, which builds on this one
+        # the next page, which builds on this one
+        from labnotes.tokenizer import CLS_ID, PAD_ID, SEP_ID
 
         documents = self.train_documents if split == "train" else self.valid_documents
         return pack_blocks(documents, seq_len, cls_id=CLS_ID, sep_id=SEP_ID, pad_id=PAD_ID,
@@ -858,7 +870,8 @@ _PREPARED: dict[str, PreparedCorpus] = {}
 
 
 def prepare_corpus(config: CorpusConfig) -> PreparedCorpus:
-    from labnotes.tokenizer import TokenizerConfig, train_tokenizer  # the next page, which builds on this one
+    # the next page, which builds on this one
+    from labnotes.tokenizer import TokenizerConfig, train_tokenizer
 
     key = json.dumps([config.data, config.vocab_size, config.valid_fraction])
     if key not in _PREPARED:  # several tasks in one process (experiments, tests) share the work
@@ -878,12 +891,14 @@ def prepare_corpus(config: CorpusConfig) -> PreparedCorpus:
 # `--seq-len` never meets a model of the wrong shape.
 
 # %%
-def prepare_blocks(corpus: CorpusConfig, model: Any, *, across_documents: bool = False) -> tuple[Any, Any, Any]:
-    """(tokenizer, training blocks, validation blocks); `model` (an EncoderConfig) is fitted to them."""
+def prepare_blocks(corpus: CorpusConfig, model: Any, *,
+                   across_documents: bool = False) -> tuple[Any, Any, Any]:
+    """(tokenizer, training blocks, validation blocks); fits `model`, an EncoderConfig, to them."""
     prepared = prepare_corpus(corpus)
     model.vocab_size = prepared.tokenizer.vocab_size
     model.max_len = max(model.max_len, corpus.seq_len)
-    return (prepared.tokenizer, prepared.blocks("train", corpus.seq_len, across_documents=across_documents),
+    return (prepared.tokenizer,
+            prepared.blocks("train", corpus.seq_len, across_documents=across_documents),
             prepared.blocks("valid", corpus.seq_len, across_documents=across_documents))
 
 

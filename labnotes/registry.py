@@ -49,7 +49,7 @@ PAPERS = {paper.name: paper for paper in [
     Paper("mlm", "BERT masked language model", "1810.04805",
           "labnotes.mlm", "MLMConfig", "MLMTask", "labnotes.experiments.mlm"),
     Paper("nsp", "BERT next sentence prediction", "1810.04805",
-          "labnotes.nsp", "PairConfig", "SentencePairTask", "labnotes.experiments.nsp"),
+          "labnotes.nsp", "PairConfig", "NSPTask", "labnotes.experiments.nsp"),
     Paper("sop", "ALBERT sentence order prediction", "1909.11942",
           "labnotes.sop", "PairConfig", "SOPTask", "labnotes.experiments.sop"),
     Paper("spanbert", "SpanBERT span masking and span boundary objective", "1907.10529",
@@ -67,7 +67,9 @@ def config_from_dict(kind: type, values: dict[str, Any]) -> Any:
         if item.name in values:
             hint = hints[item.name]
             value = values[item.name]
-            kwargs[item.name] = config_from_dict(hint, value) if dataclasses.is_dataclass(hint) else value
+            if dataclasses.is_dataclass(hint):
+                value = config_from_dict(hint, value)
+            kwargs[item.name] = value
     return kind(**kwargs)
 
 
@@ -81,16 +83,19 @@ def load_run(folder: Path | str, *, paper: str | None = None) -> tuple[Paper, An
     try:
         saved = json.loads((folder / "config.json").read_text())
     except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"{folder} is not a labnotes run folder ({error}); pass the --out folder "
-                              "of a `labnotes train` run") from None
+        raise CheckpointError(f"{folder} is not a labnotes run folder ({error}); pass the --out "
+                              "folder of a `labnotes train` run") from None
     if saved.get("paper") not in PAPERS or (paper is not None and saved["paper"] != paper):
         raise CheckpointError(f"{folder} holds a {saved.get('paper')!r} run"
-                              + (f", not {paper!r}" if paper else "") + f"; known papers: {', '.join(PAPERS)}")
+                              + (f", not {paper!r}" if paper else "")
+                              + f"; known papers: {', '.join(PAPERS)}")
     found = PAPERS[saved["paper"]]
-    config = config_from_dict(type(found.default_config()), {**saved["settings"], "train": saved["train"]})
+    settings = {**saved["settings"], "train": saved["train"]}
+    config = config_from_dict(type(found.default_config()), settings)
     task = found.build_task(config)
     checkpoint = latest_checkpoint(folder)
     if checkpoint is None:
-        raise CheckpointError(f"{folder} has no checkpoint yet; let `labnotes train` finish or resume it")
+        raise CheckpointError(f"{folder} has no checkpoint yet; let `labnotes train` finish or "
+                              "resume it")
     load_checkpoint(checkpoint, task=task, model=task.model, optimizer=None, config=None)
     return found, config, task

@@ -30,8 +30,11 @@ if TYPE_CHECKING:  # transformers is only needed by tests that compare against i
 # Models read integers, not text. BERT (arXiv:1810.04805, §3) splits text into **WordPiece**
 # units with a 30,000-entry vocabulary: frequent words are one token (`the`, `model`), rarer
 # words are split into pieces, and a piece that continues a word carries the prefix `##`
-# (`tokenization` → `token`, `##ization`). Every string can be written with the vocabulary, so
-# there are no unknown words, only unusual splits.
+# (`tokenization` → `token`, `##ization`). A rare word is cut into more pieces rather than
+# lost. But a word with even one character outside the vocabulary's alphabet becomes a single
+# `[UNK]` as a whole: with `☃` unknown, `tokenization☃` is `[UNK]`, not `token`, `##ization`,
+# `[UNK]`. BERT's own `WordpieceTokenizer` does the same (google-research/bert
+# `tokenization.py`).
 #
 # We train our own vocabulary on the corpus instead of downloading BERT's: it runs offline, it
 # takes seconds, and it fits the text we train on. The default has 8,192 entries: our models are
@@ -45,7 +48,7 @@ if TYPE_CHECKING:  # transformers is only needed by tests that compare against i
 # | id | token | used for |
 # |---|---|---|
 # | 0 | `[PAD]` | filling a block up to its length; attention ignores it |
-# | 1 | `[UNK]` | a character the vocabulary cannot spell (rare with WordPiece) |
+# | 1 | `[UNK]` | a word the vocabulary cannot spell (rare with WordPiece) |
 # | 2 | `[CLS]` | the first token of every block; sentence-level heads read it |
 # | 3 | `[SEP]` | the end of a segment |
 # | 4 | `[MASK]` | the token that hides a word in masked language modelling |
@@ -79,9 +82,9 @@ class TokenizerConfig:
 # characters and repeatedly adds the most frequent pair of adjacent pieces (the BPE procedure).
 # BERT's own vocabulary came from Google's WordPiece implementation (described by Wu et al.,
 # arXiv:1609.08144, §4.1), which chooses its pieces by a different criterion; the encoding rule,
-# longest match first with `##` continuations, is the same. We keep only the 1,000 most frequent characters in the
-# alphabet (the default of the `tokenizers` BERT trainer), so stray symbols do not eat the
-# vocabulary; the others become `[UNK]`.
+# longest match first with `##` continuations, is the same. We keep only the 1,000 most frequent
+# characters in the alphabet (the default of the `tokenizers` BERT trainer), so stray symbols do
+# not eat the vocabulary; a word that contains any other character becomes `[UNK]`.
 #
 # The special tokens are given to the trainer first, in the order above, so they get ids 0-4.
 # We add no post-processor: `[CLS]` and `[SEP]` are placed by `pack_blocks` and the pages, never
@@ -229,7 +232,10 @@ class Tokenizer:
         sentences = [sentence for document in corpus.documents for sentence in document]
         encodings = iter(self.backend.encode_batch(sentences, add_special_tokens=False))
         return [
-            [(encoding.ids, list(encoding.word_ids)) for encoding in islice(encodings, len(document))]
+            [
+                (encoding.ids, list(encoding.word_ids))
+                for encoding in islice(encodings, len(document))
+            ]
             for document in corpus.documents
         ]
 

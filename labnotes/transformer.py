@@ -68,7 +68,9 @@ class Embeddings(nn.Module):
         super().__init__()
         self.token = nn.Embedding(config.vocab_size, config.dim)
         self.position = nn.Embedding(config.max_len, config.dim)
-        self.segment = nn.Embedding(config.num_segments, config.dim) if config.num_segments else None
+        self.segment = (
+            nn.Embedding(config.num_segments, config.dim) if config.num_segments else None
+        )
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, input_ids: Tensor, segment_ids: Tensor | None = None) -> Tensor:
@@ -199,13 +201,19 @@ class Block(nn.Module):
 # its attention run for every query: the kept positions of a batch are no rectangle), but its
 # output projection, residual and feed-forward network only where we keep the result.
 # Cutting there gives exactly the same numbers and gradients while skipping most of the last
-# block's work. MosaicBERT's code has the same switch for its final layer
-# (`last_layer_subset` in mosaicml/examples `bert_layers.py`; the model is Portes et al., 2023,
-# arXiv:2312.17482). A test checks both paths against each other, values and gradients.
+# block's work. MosaicBERT's code has the same switch for its final layer (`subset_mask` and
+# `subset_idx` in mosaicml/examples `bert_layers.py`; the model is Portes et al., 2023,
+# arXiv:2312.17482), and so has flash-attention's BERT (`last_layer_subset` in
+# Dao-AILab/flash-attention `flash_attn/models/bert.py`). A test checks both paths against
+# each other, values and gradients.
 #
 # **Initialisation**, spelled out: every linear and embedding weight from
 # $\mathcal{N}(0, 0.02^2)$, biases zero, LayerNorm scale one and shift zero — BERT's
-# `initializer_range = 0.02` (google-research/bert `modeling.py`).
+# `initializer_range = 0.02` (google-research/bert `modeling.py`). One difference: BERT's
+# `create_initializer` draws from a *truncated* normal (`tf.truncated_normal_initializer`
+# redraws any value beyond two standard deviations, here $|w| > 0.04$); ours is not
+# truncated. `nn.init.trunc_normal_(w, std=0.02, a=-0.04, b=0.04)` would match BERT, but every
+# stored result on these pages was made with the plain normal, so we keep it.
 
 # %%
 class Encoder(nn.Module):
@@ -293,7 +301,8 @@ class LMHead(nn.Module):
 # ## Size check
 #
 # A quick look at what the defaults build. Run this cell in the notebook: the encoder has
-# about 1.4 M parameters, 1 M of them in the embedding table that the head reuses.
+# 1,461,760 parameters (about 1.5 M), 1,048,576 of them ($8192 \times 128$) in the embedding
+# table that the head reuses.
 
 # %%
 def count_parameters(module: nn.Module) -> int:
@@ -309,4 +318,5 @@ if __name__ == "__main__":
     hidden = demo_encoder(tokens, padding_mask=torch.ones(2, 16, dtype=torch.bool))
     print("hidden", tuple(hidden.shape), "logits", tuple(demo_head(hidden[0]).shape))
     print(f"encoder parameters: {count_parameters(demo_encoder):,}")
-    print(f"per-token scale of the init: {math.sqrt(demo_encoder.embeddings.token.weight.var().item()):.3f}")
+    token_scale = math.sqrt(demo_encoder.embeddings.token.weight.var().item())
+    print(f"per-token scale of the init: {token_scale:.3f}")

@@ -48,7 +48,10 @@ def files_under(folder: Path) -> list[Path]:
 
 
 def test_split_sentences_basic_and_abbreviations() -> None:
-    text = "The cat sat.  It was happy!\nWas it? Yes, e.g. when fed. Dr. Smith agreed. J. R. Tolkien wrote 3 books."
+    text = (
+        "The cat sat.  It was happy!\nWas it? Yes, e.g. when fed. Dr. Smith agreed. "
+        "J. R. Tolkien wrote 3 books."
+    )
     assert split_sentences(text) == [
         "The cat sat.",
         "It was happy!",
@@ -60,7 +63,10 @@ def test_split_sentences_basic_and_abbreviations() -> None:
 
 
 def test_split_sentences_one_per_line_and_empty() -> None:
-    assert split_sentences("First line here.\nSecond line here.\n") == ["First line here.", "Second line here."]
+    assert split_sentences("First line here.\nSecond line here.\n") == [
+        "First line here.",
+        "Second line here.",
+    ]
     assert split_sentences("  \n\t ") == []
     assert split_sentences("no final stop") == ["no final stop"]
 
@@ -81,7 +87,8 @@ def test_read_text_file_documents_by_blank_lines(tmp_path: Path) -> None:
 
 def test_read_folder_one_document_per_file_sorted(tmp_path: Path) -> None:
     (tmp_path / "b.txt").write_text("Bee one. Bee two.")
-    (tmp_path / "a.txt").write_text("Ay one.\n\nAy two.")  # blank lines inside a file: still one document
+    # blank lines inside a file: still one document
+    (tmp_path / "a.txt").write_text("Ay one.\n\nAy two.")
     (tmp_path / "empty.txt").write_text("\n")
     (tmp_path / "notes.md").write_text("Ignored. Not a txt file.")
     (tmp_path / "sub").mkdir()
@@ -179,7 +186,8 @@ def test_split_is_deterministic_disjoint_and_order_independent() -> None:
     shuffled = list(corpus.documents)
     random.Random(0).shuffle(shuffled)
     train2, valid2 = split_corpus(Corpus("toy", tuple(shuffled)), 0.1)
-    assert set(train2.documents) == set(train.documents) and set(valid2.documents) == set(valid.documents)
+    assert set(train2.documents) == set(train.documents)
+    assert set(valid2.documents) == set(valid.documents)
     # adding documents never moves existing ones
     _, valid_more = split_corpus(make_corpus(400), 0.1)
     assert set(valid.documents) <= set(valid_more.documents)
@@ -214,13 +222,17 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
 @pytest.fixture
 def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """(folder, base url) of an HTTP server on 127.0.0.1 serving that folder."""
-    for variable in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+    proxies = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY")
+    for variable in proxies:
         monkeypatch.delenv(variable, raising=False)
     folder = tmp_path / "served"
     folder.mkdir()
     _Handler.requests = []
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, directory=str(folder)))
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    handler = functools.partial(_Handler, directory=str(folder))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(
+        target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     yield folder, f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()
@@ -233,11 +245,14 @@ def serve(folder: Path, name: str, payload: bytes) -> str:
     return hashlib.sha256(payload).hexdigest()
 
 
-def test_download_verifies_caches_and_reuses(server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_download_verifies_caches_and_reuses(
+    server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     folder, url = server
     payload = b"First story. It is short.\n\nSecond story. Also short.\n"
     digest = serve(folder, "tiny.txt", payload)
-    monkeypatch.setitem(DOWNLOADS, "tiny", DownloadSpec("tiny", f"{url}/tiny.txt", "tiny.txt", digest, len(payload)))
+    spec = DownloadSpec("tiny", f"{url}/tiny.txt", "tiny.txt", digest, len(payload))
+    monkeypatch.setitem(DOWNLOADS, "tiny", spec)
     path = download_corpus("tiny", cache=tmp_path / "cache")
     assert path == tmp_path / "cache" / "downloads" / "tiny.txt"
     assert path.read_bytes() == payload
@@ -246,7 +261,9 @@ def test_download_verifies_caches_and_reuses(server, tmp_path: Path, monkeypatch
     assert files_under(tmp_path / "cache") == [path]  # no temporary files left
 
 
-def test_checksum_mismatch_keeps_no_file(server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_checksum_mismatch_keeps_no_file(
+    server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     folder, url = server
     serve(folder, "wikitext-2-raw-v1.zip", b"not the real archive")
     got = hashlib.sha256(b"not the real archive").hexdigest()
@@ -267,10 +284,13 @@ def test_download_http_error_keeps_no_file(server, tmp_path: Path) -> None:
     assert files_under(tmp_path / "cache") == []
 
 
-def test_unverified_download_needs_opt_in(server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+def test_unverified_download_needs_opt_in(
+    server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
     folder, url = server
     digest = serve(folder, "s.txt", b"A story. The end.")
-    monkeypatch.setitem(DOWNLOADS, "free", DownloadSpec("free", f"{url}/s.txt", "s.txt", None, None))
+    spec = DownloadSpec("free", f"{url}/s.txt", "s.txt", None, None)
+    monkeypatch.setitem(DOWNLOADS, "free", spec)
     monkeypatch.delenv("LABNOTES_ALLOW_UNVERIFIED", raising=False)
     with pytest.raises(CorpusError, match="no recorded SHA-256.*LABNOTES_ALLOW_UNVERIFIED=1"):
         download_corpus("free", cache=tmp_path / "cache")
@@ -280,23 +300,29 @@ def test_unverified_download_needs_opt_in(server, tmp_path: Path, monkeypatch: p
     assert digest in capsys.readouterr().err
 
 
-def test_load_named_downloads_in_each_format(server, fresh_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_load_named_downloads_in_each_format(
+    server, fresh_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     folder, url = server
     wiki = (
         " \n = Cats = \n \n Cats are small . They purr @-@ loudly , often .\n \n"
-        " = = Diet = = \n \n They eat 1 @,@ 000 mice .\n = Dogs = \n \n Dogs bark . They run 2 @.@ 5 km .\n"
+        " = = Diet = = \n \n They eat 1 @,@ 000 mice .\n"
+        " = Dogs = \n \n Dogs bark . They run 2 @.@ 5 km .\n"
     )
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("wiki/wiki.train.raw", wiki)
     specs = {
-        "wiki": ("wiki.zip", buffer.getvalue(), dict(member="wiki/wiki.train.raw", format="wikitext")),
-        "stories": ("s.txt.gz", gzip.compress(b"Tom ran. He fell.\n<|endoftext|>\nAmy sang. She won.\n"),
+        "wiki": ("wiki.zip", buffer.getvalue(),
+                 dict(member="wiki/wiki.train.raw", format="wikitext")),
+        "stories": ("s.txt.gz",
+                    gzip.compress(b"Tom ran. He fell.\n<|endoftext|>\nAmy sang. She won.\n"),
                     dict(format="endoftext")),
     }
     for name, (filename, payload, extra) in specs.items():
         digest = serve(folder, filename, payload)
-        monkeypatch.setitem(DOWNLOADS, name, DownloadSpec(name, f"{url}/{filename}", filename, digest, None, **extra))
+        spec = DownloadSpec(name, f"{url}/{filename}", filename, digest, None, **extra)
+        monkeypatch.setitem(DOWNLOADS, name, spec)
     assert load_corpus("wiki").documents == (
         ("Cats are small.", "They purr-loudly, often.", "They eat 1,000 mice."),
         ("Dogs bark.", "They run 2.5 km."),
@@ -397,7 +423,12 @@ def test_docstrings_are_read_without_running_code(tmp_path: Path) -> None:
         'class A:\n    """Class doc."""\n    def f(self):\n        """Method doc."""\n'
         'if True:\n    def g():\n        """Nested doc."""\n'
     )
-    assert data.docstrings(source) == ["Module doc. Second sentence.", "Class doc.", "Method doc.", "Nested doc."]
+    assert data.docstrings(source) == [
+        "Module doc. Second sentence.",
+        "Class doc.",
+        "Method doc.",
+        "Nested doc.",
+    ]
     assert data.docstrings("def broken(:\n") == []
 
 
@@ -439,7 +470,8 @@ def check_block_layout(blocks, seq_len: int, key: dict) -> list[list[int]]:
         assert all(token == PAD for token in row[real + 2 :])
         assert all(word == -1 for word in row_words[:1] + row_words[real + 1 :])
         block_words, tokens = row_words[1 : real + 1], row[1 : real + 1]
-        assert block_words[0] == 0 and all(b - a in (0, 1) for a, b in zip(block_words, block_words[1:]))
+        assert block_words[0] == 0
+        assert all(b - a in (0, 1) for a, b in zip(block_words, block_words[1:]))
         for (t1, w1), (t2, w2) in zip(zip(tokens, block_words), zip(tokens[1:], block_words[1:])):
             assert (w1 == w2) == (key[t1] == key[t2])  # same block word id <=> same input word
         assert len({key[token][0] for token in tokens}) == 1  # one document per block
@@ -451,9 +483,11 @@ def check_block_layout(blocks, seq_len: int, key: dict) -> list[list[int]]:
 @given(st.lists(document_shapes, max_size=5), st.integers(3, 24))
 def test_pack_blocks_keeps_every_token_once_in_order(shapes, seq_len: int) -> None:
     documents, key = encode_shapes(shapes)
-    blocks = pack_blocks(documents, seq_len, cls_id=CLS, sep_id=SEP, pad_id=PAD, min_blocks=0, min_block_tokens=0)
+    blocks = pack_blocks(documents, seq_len, cls_id=CLS, sep_id=SEP, pad_id=PAD, min_blocks=0,
+                         min_block_tokens=0)
     real_tokens = check_block_layout(blocks, seq_len, key)
-    assert [t for tokens in real_tokens for t in tokens] == [t for d in documents for s in d for t in s[0]]
+    every_token = [t for d in documents for s in d for t in s[0]]
+    assert [t for tokens in real_tokens for t in tokens] == every_token
     room = seq_len - 2
     block_of = {token: b for b, tokens in enumerate(real_tokens) for token in tokens}
     for document in documents:
@@ -471,7 +505,8 @@ def test_pack_blocks_drops_short_tails_but_keeps_short_documents(shapes, seq_len
     kept = [t for tokens in real_tokens for t in tokens]
     assert kept == sorted(kept)  # an in-order subsequence of the input tokens
     threshold = min(data.MIN_BLOCK_TOKENS, seq_len - 2)
-    blocks_per_document = [sum(key[tokens[0]][0] == d for tokens in real_tokens) for d in range(len(documents))]
+    blocks_per_document = [sum(key[tokens[0]][0] == d for tokens in real_tokens)
+                           for d in range(len(documents))]
     for d, document in enumerate(documents):
         assert (blocks_per_document[d] >= 1) == any(tokens for tokens, _ in document)
     for tokens in real_tokens:
@@ -492,21 +527,24 @@ def test_pack_blocks_examples() -> None:
     assert blocks.word_ids.tolist() == [
         [-1, 0, 0, 1, 2, 3, -1, -1],
         [-1, 0, 0, 0, 1, 1, 1, -1],
-        [-1, 0, 1, -1, -1, -1, -1, -1],  # word 1 was cut by the block boundary: an id in both blocks
+        [-1, 0, 1, -1, -1, -1, -1, -1],  # word 1 was cut by the block boundary: in both blocks
     ]
     assert len(blocks) == 3
     # with the default threshold the 2-token tail is dropped, but a short document keeps its block
     default = pack_blocks(documents + [[([30], [0])]], 8, cls_id=CLS, sep_id=SEP, pad_id=PAD)
     assert default.input_ids[:, 1].tolist() == [10, 20, 30]
-    assert pack_blocks([], 8, cls_id=CLS, sep_id=SEP, pad_id=PAD, min_blocks=0).input_ids.shape == (0, 8)
+    empty = pack_blocks([], 8, cls_id=CLS, sep_id=SEP, pad_id=PAD, min_blocks=0)
+    assert empty.input_ids.shape == (0, 8)
 
 
 def test_pack_blocks_too_little_text() -> None:
     documents = [[([10, 11, 12], [0, 1, 2])], [([13], [0])]]
     with pytest.raises(CorpusError) as caught:
-        pack_blocks(documents, 16, cls_id=CLS, sep_id=SEP, pad_id=PAD, min_blocks=5, source="corpus 'toy'")
+        pack_blocks(documents, 16, cls_id=CLS, sep_id=SEP, pad_id=PAD, min_blocks=5,
+                    source="corpus 'toy'")
     message = str(caught.value)
-    for words in ("too little text", "corpus 'toy'", "seq_len=16", "2 block(s)", "at least 5", "--data"):
+    for words in ("too little text", "corpus 'toy'", "seq_len=16", "2 block(s)", "at least 5",
+                  "--data"):
         assert words in message
     with pytest.raises(ValueError):
         pack_blocks(documents, 2, cls_id=CLS, sep_id=SEP, pad_id=PAD)
@@ -515,10 +553,11 @@ def test_pack_blocks_too_little_text() -> None:
 @settings(max_examples=100, deadline=None)
 @given(st.lists(document_shapes, max_size=5), st.integers(3, 24))
 def test_pack_blocks_across_documents(shapes, seq_len: int) -> None:
-    """FULL-SENTENCES packing: every token once, in order; a [SEP] (special, word -1) between documents."""
+    """FULL-SENTENCES packing: every token once, in order; a [SEP] (special, word -1) between
+    documents."""
     documents, key = encode_shapes(shapes)
-    blocks = pack_blocks(documents, seq_len, cls_id=CLS, sep_id=SEP, pad_id=PAD, min_blocks=0, min_block_tokens=0,
-                         across_documents=True)
+    blocks = pack_blocks(documents, seq_len, cls_id=CLS, sep_id=SEP, pad_id=PAD, min_blocks=0,
+                         min_block_tokens=0, across_documents=True)
     ids, words, special = blocks.input_ids, blocks.word_ids, blocks.special_tokens_mask
     assert torch.equal(special, words == -1) and ids.shape[1:] == (seq_len,)
     stream = []

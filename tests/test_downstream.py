@@ -12,9 +12,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from labnotes.cli import main
-from labnotes.downstream import DownstreamConfig, build_tasks, evaluate_encoder, evaluate_run, shuffle_words
+from labnotes.data import CorpusConfig, prepare_corpus
+from labnotes.downstream import (
+    DownstreamConfig,
+    build_tasks,
+    evaluate_encoder,
+    evaluate_pretrained,
+    seeded,
+    shuffle_words,
+)
+from labnotes.registry import load_run
 from labnotes.tokenizer import CLS_ID, PAD_ID, SEP_ID
-from labnotes.training import CorpusConfig, load_run, prepare_corpus
 from labnotes.transformer import Encoder
 from tests.test_cli import TINY, write_small_corpus
 
@@ -31,9 +39,9 @@ def trained_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("run")
     data = write_small_corpus(folder / "small.txt", documents=1000)
     out = folder / "run"
-    assert main(["train", "mlm", "--data", str(data), "--steps", "300", "--batch-size", "32", "--seq-len", "32",
-                 "--out", str(out), "--set", "lr=5e-3", "--set", "warmup_steps=10", "--set", "eval_every=1000",
-                 *TINY]) == 0
+    assert main(["train", "mlm", "--data", str(data), "--steps", "300", "--batch-size", "32",
+                 "--seq-len", "32", "--out", str(out), "--set", "lr=5e-3",
+                 "--set", "warmup_steps=10", "--set", "eval_every=1000", *TINY]) == 0
     return out
 
 
@@ -55,9 +63,11 @@ def test_shuffle_moves_whole_words_inside_one_window(seed, pieces, window):
         assert result is None
         return
     assert result is not None and result != tokens and sorted(result) == tokens
-    original_words = [tokens[words.index(w): words.index(w) + pieces[w]] for w in range(len(pieces))]
+    original_words = [tokens[words.index(w): words.index(w) + pieces[w]]
+                      for w in range(len(pieces))]
     at, shuffled_words = 0, []
-    while at < len(result):  # read the result back as words: each word's pieces stay together, in order
+    # read the result back as words: each word's pieces stay together, in order
+    while at < len(result):
         word = next(w for w in original_words if w[0] == result[at])
         assert result[at: at + len(word)] == word
         shuffled_words.append(word)
@@ -84,7 +94,8 @@ def test_tasks_are_balanced_disjoint_and_deterministic(prepared):
         assert torch.equal(task.train.input_ids, again[name].train.input_ids)
         assert torch.equal(task.test.labels, again[name].test.labels)
     other_seed = build_tasks(prepared, DownstreamConfig(data_seed=1))
-    assert not torch.equal(other_seed["acceptability"].train.input_ids, tasks["acceptability"].train.input_ids)
+    assert not torch.equal(other_seed["acceptability"].train.input_ids,
+                           tasks["acceptability"].train.input_ids)
 
 
 def test_examples_are_what_they_claim(prepared):
@@ -100,18 +111,20 @@ def test_examples_are_what_they_claim(prepared):
                 assert body not in sentences[int(d)]
                 assert any(sorted(body) == sorted(s) for s in sentences[int(d)])
     for part in (tasks["same_passage"].train, tasks["same_passage"].test):
-        for row, segments, label, d in zip(part.input_ids, part.segment_ids, part.labels, part.documents):
+        rows = zip(part.input_ids, part.segment_ids, part.labels, part.documents)
+        for row, segments, label, d in rows:
             ids = real_tokens(row)
             assert ids[0] == CLS_ID and ids[-1] == SEP_ID and ids.count(SEP_ID) == 2
             split = ids.index(SEP_ID)
             first, second = ids[1:split], ids[split + 1: -1]
             assert segments[: split + 1].eq(0).all() and segments[split + 1: len(ids)].eq(1).all()
-            following = [b for a, b in zip(sentences[int(d)], sentences[int(d)][1:]) if a[: len(first)] == first]
+            document = sentences[int(d)]
+            following = [b for a, b in zip(document, document[1:]) if a[: len(first)] == first]
             if label == 1:
                 assert any(b[: len(second)] == second for b in following)
     source = tasks["source"]
     for part in (source.train, source.test):
-        expected = part.documents * 3 // len(documents)  # contiguous thirds of the held-out documents
+        expected = part.documents * 3 // len(documents)  # contiguous thirds of held-out documents
         assert torch.equal(part.labels, expected)
 
 
@@ -142,21 +155,36 @@ def test_fine_tuning_leaves_the_encoder_and_the_random_state_alone(prepared):
 def load_config(prepared):
     from labnotes.transformer import EncoderConfig
 
-    return EncoderConfig(vocab_size=prepared.tokenizer.vocab_size, max_len=64, dim=32, ffn_dim=64, layers=1)
+    return EncoderConfig(vocab_size=prepared.tokenizer.vocab_size, max_len=64, dim=32,
+                         ffn_dim=64, layers=1)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_seeding_hands_back_the_cuda_generators_too():
+    torch.cuda.init()
+    cpu, cuda = torch.get_rng_state(), torch.cuda.get_rng_state_all()
+    with seeded(1):
+        inside = torch.rand(4, device="cuda")
+    with seeded(1):
+        assert torch.equal(torch.rand(4, device="cuda"), inside)
+    assert torch.equal(torch.get_rng_state(), cpu)
+    assert all(torch.equal(a, b) for a, b in zip(torch.cuda.get_rng_state_all(), cuda))
 
 
 def test_random_encoder_is_near_chance_and_a_trained_one_is_not(trained_run):
     config = DownstreamConfig(mode="probe")
-    trained = evaluate_run(trained_run, config)
     _, run_config, task = load_run(trained_run)
+    trained = evaluate_pretrained(task.model.encoder, run_config.corpus, config)
     tasks = build_tasks(prepare_corpus(run_config.corpus), config)
     torch.manual_seed(0)
     untrained = evaluate_encoder(Encoder(task.model.encoder.config), tasks, config)
+    trained_acceptability = trained["tasks"]["acceptability"]["mean"]
+    untrained_acceptability = untrained["tasks"]["acceptability"]["mean"]
     # on this grammar every document is drawn from the same rules: only word order can be learned
-    assert abs(untrained["tasks"]["acceptability"]["mean"] - 0.5) < 0.12
+    assert abs(untrained_acceptability - 0.5) < 0.12
     assert abs(untrained["score"]["mean"] - (0.5 + 1 / 3 + 0.5) / 3) < 0.08
-    assert trained["tasks"]["acceptability"]["mean"] > 0.8
-    assert trained["tasks"]["acceptability"]["mean"] > untrained["tasks"]["acceptability"]["mean"] + 0.2
+    assert trained_acceptability > 0.8
+    assert trained_acceptability > untrained_acceptability + 0.2
 
 
 def test_eval_downstream_on_a_run_folder(trained_run, tmp_path, capsys):

@@ -26,7 +26,10 @@ WORDS = "the cat sat on a mat while tokenization of international words happened
 
 def toy_corpus(name: str = "toy") -> Corpus:
     documents = tuple(
-        tuple(f"{WORDS[(d + s) % len(WORDS)].capitalize()} {' '.join(WORDS[s:] + WORDS[:s])}." for s in range(4))
+        tuple(
+            f"{WORDS[(d + s) % len(WORDS)].capitalize()} {' '.join(WORDS[s:] + WORDS[:s])}."
+            for s in range(4)
+        )
         for d in range(12)
     )
     return Corpus(name, documents)
@@ -52,7 +55,8 @@ def test_training_is_deterministic() -> None:
     # tiny corpus (many tied pair counts; huggingface/tokenizers#1794); ours must not
     corpus = toy_corpus()
     vocabularies = {
-        tuple(sorted(tokenizer_module._train_backend(corpus, SMALL).get_vocab().items())) for _ in range(5)
+        tuple(sorted(tokenizer_module._train_backend(corpus, SMALL).get_vocab().items()))
+        for _ in range(5)
     }
     assert len(vocabularies) == 1
     [vocabulary] = vocabularies
@@ -63,7 +67,8 @@ def test_cache_hit_does_not_retrain(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     corpus = toy_corpus()
     first = train_tokenizer(corpus, SMALL, cache=tmp_path)
     files = list((tmp_path / "tokenizers").glob("*.json"))
-    assert [file.name for file in files] == [f"{tokenizer_module.tokenizer_cache_key(corpus, SMALL)}.json"]
+    key = tokenizer_module.tokenizer_cache_key(corpus, SMALL)
+    assert [file.name for file in files] == [f"{key}.json"]
     modified = files[0].stat().st_mtime_ns
 
     def no_training(*args: object) -> None:
@@ -100,20 +105,25 @@ def test_word_ids_group_wordpiece_continuations(trained: Tokenizer) -> None:
         assert word == (previous if token.startswith("##") else previous + 1)
     assert words[-1] == words[-2] + 1  # punctuation is a word of its own
     assert trained.decode(ids) == "tokenization internationalizes quickly."
-    assert trained.encode("cat ?") == [trained.token_to_id("cat"), UNK_ID]  # "?" never seen in training
+    # "?" and "q" were never seen in training: a word with an unknown character is [UNK] whole
+    assert trained.encode("cat ?") == [trained.token_to_id("cat"), UNK_ID]
+    assert trained.encode("cat tokenizationq") == [trained.token_to_id("cat"), UNK_ID]
 
 
 def test_lowercase(tmp_path: Path) -> None:
     lower = train_tokenizer(toy_corpus(), SMALL, cache=tmp_path)
     assert lower.encode("The CAT Sat") == lower.encode("the cat sat")
-    cased = train_tokenizer(toy_corpus(), TokenizerConfig(vocab_size=300, min_frequency=1, lowercase=False), cache=tmp_path)
+    cased_config = TokenizerConfig(vocab_size=300, min_frequency=1, lowercase=False)
+    cased = train_tokenizer(toy_corpus(), cased_config, cache=tmp_path)
     assert cased.encode("The CAT Sat") != cased.encode("the cat sat")
 
 
 def test_encode_corpus_matches_sentence_encoding(trained: Tokenizer) -> None:
     corpus = toy_corpus()
     encoded = trained.encode_corpus(corpus)
-    assert [len(document) for document in encoded] == [len(document) for document in corpus.documents]
+    assert [len(document) for document in encoded] == [
+        len(document) for document in corpus.documents
+    ]
     for document, sentences in zip(corpus.documents, encoded):
         for sentence, pair in zip(document, sentences):
             assert pair == trained.encode_with_words(sentence)
@@ -139,7 +149,9 @@ def test_empty_corpus_is_an_error(tmp_path: Path) -> None:
 
 def test_to_transformers(trained: Tokenizer) -> None:
     hf = trained.to_transformers()
-    assert (hf.pad_token_id, hf.unk_token_id, hf.cls_token_id, hf.sep_token_id, hf.mask_token_id) == (0, 1, 2, 3, 4)
+    special_ids = (hf.pad_token_id, hf.unk_token_id, hf.cls_token_id, hf.sep_token_id,
+                   hf.mask_token_id)
+    assert special_ids == (0, 1, 2, 3, 4)
     assert hf("the cat sat")["input_ids"] == [CLS_ID, *trained.encode("the cat sat"), SEP_ID]
     assert hf.convert_ids_to_tokens(hf("the [MASK] sat")["input_ids"])[2] == "[MASK]"
     assert len(hf) == trained.vocab_size

@@ -6,9 +6,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from labnotes.transformer import Encoder, EncoderConfig, LMHead, SelfAttention, combine_masks
+from labnotes.transformer import (
+    Encoder,
+    EncoderConfig,
+    LMHead,
+    SelfAttention,
+    combine_masks,
+    count_parameters,
+)
 
-SMALL = EncoderConfig(vocab_size=300, max_len=32, dim=32, layers=2, heads=4, ffn_dim=64, dropout=0.0, num_segments=2)
+SMALL = EncoderConfig(vocab_size=300, max_len=32, dim=32, layers=2, heads=4, ffn_dim=64,
+                      dropout=0.0, num_segments=2)
 
 
 def make_encoder(seed: int = 0) -> Encoder:
@@ -30,7 +38,8 @@ def test_padding_never_changes_real_positions():
     for pad_length in (1, 7):
         for pad_value in (0, 123):  # whatever sits in the padded slots must not matter
             padded = torch.cat([ids, torch.full((1, pad_length), pad_value)], dim=1)
-            mask = torch.cat([torch.ones(1, 9, dtype=torch.bool), torch.zeros(1, pad_length, dtype=torch.bool)], 1)
+            mask = torch.cat([torch.ones(1, 9, dtype=torch.bool),
+                              torch.zeros(1, pad_length, dtype=torch.bool)], 1)
             out = encoder(padded, padding_mask=mask)
             torch.testing.assert_close(out[:, :9], alone, atol=1e-5, rtol=1e-5)
 
@@ -65,7 +74,7 @@ def test_arbitrary_attention_mask_is_honoured():
     after = encoder(changed, attention_mask=allowed_hidden)
     others = [i for i in range(10) if i != 3]
     torch.testing.assert_close(after[:, others], before[:, others], atol=1e-6, rtol=1e-6)
-    assert not torch.allclose(after[:, 3], before[:, 3])  # the test can fail: position 3 does change
+    assert not torch.allclose(after[:, 3], before[:, 3])  # the test can fail: position 3 changes
     assert not torch.allclose(out, before)  # the mask matters
 
 
@@ -108,7 +117,8 @@ def test_combine_masks():
     assert allowed.shape == (1, 3, 3) and not allowed[0, :, 2].any() and allowed[0, :, :2].all()
     custom = torch.tril(torch.ones(1, 3, 3, dtype=torch.bool))
     both = combine_masks(padding, custom)
-    assert both[0, 2, 2].item() is False and both[0, 1, 0].item() is True and both[0, 0, 1].item() is False
+    assert both[0, 2, 2].item() is False and both[0, 1, 0].item() is True
+    assert both[0, 0, 1].item() is False
 
 
 def test_segments_change_the_output():
@@ -137,6 +147,12 @@ def test_init_is_spelled_out():
     assert torch.all(encoder.final_norm.weight == 1)
 
 
+def test_default_size_is_the_one_the_page_states():
+    encoder = Encoder(EncoderConfig())
+    assert count_parameters(encoder) == 1_461_760
+    assert encoder.embeddings.token.weight.numel() == 8192 * 128 == 1_048_576
+
+
 def test_too_long_sequence_is_a_clear_error():
     with pytest.raises(ValueError, match="max_len"):
         make_encoder()(torch.zeros(1, 40, dtype=torch.long))
@@ -151,8 +167,9 @@ def test_bad_config():
 def test_output_positions_give_the_same_vectors_and_gradients(layers):
     """Skipping the last block's work at unwanted positions changes no number and no gradient."""
     torch.manual_seed(2)
-    encoder = Encoder(EncoderConfig(vocab_size=300, max_len=32, dim=32, layers=layers, heads=4, ffn_dim=64,
-                                    dropout=0.0)).double().train()  # float64: any difference is a bug, not rounding
+    config = EncoderConfig(vocab_size=300, max_len=32, dim=32, layers=layers, heads=4, ffn_dim=64,
+                           dropout=0.0)
+    encoder = Encoder(config).double().train()  # float64: any difference is a bug, not rounding
     ids = torch.randint(5, 300, (3, 12))
     padding = torch.ones(3, 12, dtype=torch.bool)
     padding[1, 8:] = False
@@ -161,9 +178,11 @@ def test_output_positions_give_the_same_vectors_and_gradients(layers):
     wanted[0, 0] = True
     for attention_mask in (None, attention):
         full = encoder(ids, padding_mask=padding, attention_mask=attention_mask)[wanted]
-        full_grads = torch.autograd.grad(full.square().sum(), list(encoder.parameters()), allow_unused=True)
-        some = encoder(ids, padding_mask=padding, attention_mask=attention_mask, output_positions=wanted)
-        some_grads = torch.autograd.grad(some.square().sum(), list(encoder.parameters()), allow_unused=True)
+        parameters = list(encoder.parameters())
+        full_grads = torch.autograd.grad(full.square().sum(), parameters, allow_unused=True)
+        some = encoder(ids, padding_mask=padding, attention_mask=attention_mask,
+                       output_positions=wanted)
+        some_grads = torch.autograd.grad(some.square().sum(), parameters, allow_unused=True)
         assert some.shape == (int(wanted.sum()), 32)
         torch.testing.assert_close(some, full, atol=1e-12, rtol=1e-10)
         for a, b in zip(full_grads, some_grads):
