@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from labnotes.site.literate import RenderError, parse_front_matter, read_page, slugify
-from labnotes.site.render import (RESULTS_MARKER, discover_pages, expand_results, highlight, load_site,
+from labnotes.site.render import (RESULTS_MARKER, discover_pages, expand_results, highlight, load_site, page_path,
                                   render_page, render_pages_index, render_reference, render_results_index)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -430,7 +430,7 @@ REAL_PAGES = discover_pages(ROOT / "labnotes")
 
 def _reads(name: str) -> bool:
     try:
-        read_page(ROOT / "labnotes" / f"{name}.py", name)
+        read_page(page_path(ROOT / "labnotes", name), name)
         return True
     except RenderError:
         return False
@@ -438,7 +438,7 @@ def _reads(name: str) -> bool:
 
 @pytest.mark.parametrize("name", REAL_PAGES)
 def test_every_real_page_renders(name):
-    page = read_page(ROOT / "labnotes" / f"{name}.py", name)  # this page's own problems first
+    page = read_page(page_path(ROOT / "labnotes", name), name)  # this page's own problems first
     site = load_site(ROOT / "labnotes", ROOT / "docs" / "results", root=ROOT,
                      names=[other for other in REAL_PAGES if other == name or _reads(other)])
     text = render_page(site, site.page(name))

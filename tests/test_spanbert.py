@@ -1,5 +1,6 @@
 """SpanBERT: the span sampler's invariants (hypothesis), its length distribution and rate, the
-span boundary objective's indices and leak test, and a short `labnotes train spanbert`."""
+span boundary objective's indices and leak test, a short `labnotes train spanbert`, and the
+experiment's span-recovery test and tables."""
 
 import json
 import math
@@ -13,9 +14,13 @@ from scipy.stats import chi2
 
 from labnotes.cli import main
 from labnotes.data import Blocks
+from labnotes.experiments.common import redraw
+from labnotes.experiments import spanbert as experiment
+from labnotes.experiments.spanbert import (ARMS, STEPS, arm_config, recovery_scores,
+                                          span_recovery_set)
 from labnotes.mlm import IGNORE
-from labnotes.spanbert import (SpanBERTModel, mask_spans, recovery_scores, span_boundary_targets,
-                               span_length_distribution, span_recovery_set)
+from labnotes.spanbert import (SpanBERTConfig, SpanBERTModel, SpanKind, mask_spans,
+                               span_boundary_targets, span_kind, span_length_distribution)
 from labnotes.training import read_metrics
 from labnotes.transformer import EncoderConfig
 from tests.test_cli import TINY, write_small_corpus
@@ -25,8 +30,8 @@ VOCAB = 500
 HUGE_VOCAB = 10**6  # random replacements (almost) never equal the original token
 
 
-def make_blocks(seed: int, batch: int, seq_len: int, *, two_segments: bool = False, with_cls: bool = True,
-                max_word_tokens: int = 3, min_real: int = 1):
+def make_blocks(seed: int, batch: int, seq_len: int, *, two_segments: bool = False,
+                with_cls: bool = True, max_word_tokens: int = 3, min_real: int = 1):
     """Rows like labnotes' blocks: [CLS] words [SEP] [PAD]..., word ids -1 on specials.
 
     Rows have random real lengths; words are 1..max_word_tokens tokens; optionally a [SEP] in
@@ -59,24 +64,35 @@ def span_word_count(word_ids, row, first, last):
     return len(set(word_ids[row, first:last + 1].tolist()))
 
 
+def shown_kind(shown, original):
+    """The SpanKind a hidden token was shown as (a random token never equals the original
+    with HUGE_VOCAB)."""
+    if shown == MASK:
+        return SpanKind.MASK
+    return SpanKind.UNCHANGED if shown == original else SpanKind.RANDOM
+
+
 @settings(max_examples=80, deadline=None)
 @given(seed=st.integers(0, 2**31), batch=st.integers(1, 6), seq_len=st.integers(3, 48),
-       rate=st.floats(0.0, 1.0), per_row=st.booleans(), two_segments=st.booleans(), with_cls=st.booleans(),
-       mask_token_prob=st.sampled_from([0.0, 0.5, 0.8, 1.0]))
-def test_span_masking_invariants(seed, batch, seq_len, rate, per_row, two_segments, with_cls, mask_token_prob):
-    ids, special, word_ids = make_blocks(seed, batch, seq_len, two_segments=two_segments, with_cls=with_cls)
+       rate=st.floats(0.0, 1.0), per_row=st.booleans(), two_segments=st.booleans(),
+       with_cls=st.booleans(), mask_token_prob=st.sampled_from([0.0, 0.5, 0.8, 1.0]))
+def test_span_masking_invariants(seed, batch, seq_len, rate, per_row, two_segments, with_cls,
+                                 mask_token_prob):
+    ids, special, word_ids = make_blocks(seed, batch, seq_len, two_segments=two_segments,
+                                         with_cls=with_cls)
     random_prob = (1 - mask_token_prob) / 2
 
     def run():
         return mask_spans(ids, special, vocab_size=HUGE_VOCAB, whole_word_ids=word_ids, rate=rate,
-                          mask_token_prob=mask_token_prob, random_token_prob=random_prob, budget_per_row=per_row,
-                          generator=torch.Generator().manual_seed(seed))
+                          mask_token_prob=mask_token_prob, random_token_prob=random_prob,
+                          budget_per_row=per_row, generator=torch.Generator().manual_seed(seed))
 
     inputs, labels, spans = run()
     selected = labels != IGNORE
     assert inputs.shape == labels.shape == ids.shape and inputs.dtype == labels.dtype == ids.dtype
     assert spans.dtype == torch.long and spans.shape[1:] == (3,)
-    assert torch.equal(labels[selected], ids[selected]) and torch.equal(inputs[~selected], ids[~selected])
+    assert torch.equal(labels[selected], ids[selected])
+    assert torch.equal(inputs[~selected], ids[~selected])
 
     # the spans cover exactly the selected tokens, never a special token (nor padding)
     covered = torch.zeros_like(selected)
@@ -92,11 +108,10 @@ def test_span_masking_invariants(seed, batch, seq_len, rate, per_row, two_segmen
             assert word_ids[row, last + 1] != word_ids[row, last]
         # the 80/10/10 decision is one per span
         shown, original = inputs[row, first:last + 1], ids[row, first:last + 1]
-        kinds = {"mask" if s == MASK else "same" if s == o else "random"
-                 for s, o in zip(shown.tolist(), original.tolist())}
+        kinds = {shown_kind(s, o) for s, o in zip(shown.tolist(), original.tolist())}
         assert len(kinds) == 1, f"mixed treatment inside one span: {kinds}"
         if mask_token_prob == 1.0:
-            assert kinds == {"mask"}
+            assert kinds == {SpanKind.MASK}
     assert torch.equal(covered, selected)
     # spans never touch: the token after a span is never hidden
     ordered = spans.tolist()
@@ -121,7 +136,8 @@ def test_span_lengths_follow_the_clipped_geometric():
         ids, special, word_ids = make_blocks(seed, 64, 512, max_word_tokens=2, min_real=400)
         _, _, spans = mask_spans(ids, special, vocab_size=VOCAB, whole_word_ids=word_ids,
                                  generator=torch.Generator().manual_seed(seed))
-        lengths += [span_word_count(word_ids, row, first, last) for row, first, last in spans.tolist()]
+        lengths += [span_word_count(word_ids, row, first, last)
+                    for row, first, last in spans.tolist()]
     observed = torch.bincount(torch.tensor(lengths), minlength=11)[1:].double()
     assert observed.sum() > 1500 and len(observed) == 10, "spans are at most 10 words"
     expected = torch.tensor(span_length_distribution(0.2, 10), dtype=torch.double) * observed.sum()
@@ -133,7 +149,8 @@ def test_span_lengths_follow_the_clipped_geometric():
 def test_the_chi_square_check_can_fail():
     """The same check rejects lengths drawn with the wrong p (0.3, SpanBERT's argparse default)."""
     ids, special, word_ids = make_blocks(0, 64, 512, max_word_tokens=2, min_real=400)
-    _, _, spans = mask_spans(ids, special, vocab_size=VOCAB, whole_word_ids=word_ids, geometric_p=0.3,
+    _, _, spans = mask_spans(ids, special, vocab_size=VOCAB, whole_word_ids=word_ids,
+                             geometric_p=0.3,
                              generator=torch.Generator().manual_seed(0))
     lengths = [span_word_count(word_ids, row, first, last) for row, first, last in spans.tolist()]
     observed = torch.bincount(torch.tensor(lengths), minlength=11)[1:].double()
@@ -151,7 +168,8 @@ def test_masked_fraction_is_15_percent_of_the_tokens():
         assert abs(int((labels != IGNORE).sum()) - 0.15 * real) <= 3, seed
     # per-row budget (the paper's): close to 15% on average over many rows
     ids, special, word_ids = make_blocks(99, 400, 128, max_word_tokens=1)
-    _, labels, _ = mask_spans(ids, special, vocab_size=VOCAB, whole_word_ids=word_ids, budget_per_row=True,
+    _, labels, _ = mask_spans(ids, special, vocab_size=VOCAB, whole_word_ids=word_ids,
+                              budget_per_row=True,
                               generator=torch.Generator().manual_seed(5))
     fraction = int((labels != IGNORE).sum()) / int((~special).sum())
     assert abs(fraction - 0.15) < 0.01
@@ -161,19 +179,27 @@ def test_replacement_rates_per_span():
     ids, special, word_ids = make_blocks(1, 256, 256)
     inputs, labels, spans = mask_spans(ids, special, vocab_size=HUGE_VOCAB, whole_word_ids=word_ids,
                                        generator=torch.Generator().manual_seed(2))
-    counts = {"mask": 0, "same": 0, "random": 0}
+    counts = {kind: 0 for kind in (SpanKind.MASK, SpanKind.UNCHANGED, SpanKind.RANDOM)}
     for row, first, last in spans.tolist():
-        shown, original = inputs[row, first], ids[row, first]
-        counts["mask" if shown == MASK else "same" if shown == original else "random"] += 1
+        counts[shown_kind(inputs[row, first], ids[row, first])] += 1
     n = len(spans)
-    for kind, p in (("mask", 0.8), ("same", 0.1), ("random", 0.1)):
+    for kind, p in ((SpanKind.MASK, 0.8), (SpanKind.UNCHANGED, 0.1), (SpanKind.RANDOM, 0.1)):
         assert abs(counts[kind] / n - p) < 5 * math.sqrt(p * (1 - p) / n), counts
+
+
+def test_span_kind_cuts_the_unit_interval_80_10_10():
+    kinds = [span_kind(u, 0.8, 0.1) for u in (0.0, 0.79, 0.8, 0.89, 0.9, 0.999)]
+    assert kinds == [SpanKind.MASK, SpanKind.MASK, SpanKind.RANDOM, SpanKind.RANDOM,
+                     SpanKind.UNCHANGED, SpanKind.UNCHANGED]
+    assert span_kind(0.5, 0.0, 0.0) == SpanKind.UNCHANGED
 
 
 def test_without_word_ids_every_token_is_a_word():
     ids, special, _ = make_blocks(3, 8, 64)
-    _, labels, spans = mask_spans(ids, special, vocab_size=VOCAB, generator=torch.Generator().manual_seed(0))
-    assert len(spans) > 0 and torch.equal((labels != IGNORE).sum(), (spans[:, 2] - spans[:, 1] + 1).sum())
+    _, labels, spans = mask_spans(ids, special, vocab_size=VOCAB,
+                                  generator=torch.Generator().manual_seed(0))
+    assert len(spans) > 0
+    assert torch.equal((labels != IGNORE).sum(), (spans[:, 2] - spans[:, 1] + 1).sum())
 
 
 def test_bad_arguments_are_clear_errors():
@@ -188,7 +214,8 @@ def test_bad_arguments_are_clear_errors():
 
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 2**31), with_cls=st.booleans(), two_segments=st.booleans())
-def test_boundaries_are_outside_the_span_inside_the_sequence_and_never_hidden(seed, with_cls, two_segments):
+def test_boundaries_are_outside_the_span_inside_the_sequence_and_never_hidden(seed, with_cls,
+                                                                               two_segments):
     ids, special, word_ids = make_blocks(seed, 6, 40, with_cls=with_cls, two_segments=two_segments)
     _, labels, spans = mask_spans(ids, special, vocab_size=VOCAB, whole_word_ids=word_ids, rate=0.3,
                                   generator=torch.Generator().manual_seed(seed))
@@ -198,7 +225,8 @@ def test_boundaries_are_outside_the_span_inside_the_sequence_and_never_hidden(se
     assert ((targets.left < targets.position) & (targets.position < targets.right)).all()
     assert (labels[targets.rows, targets.left] == IGNORE).all()
     assert (labels[targets.rows, targets.right] == IGNORE).all()
-    assert padding_mask[targets.rows, targets.left].all() and padding_mask[targets.rows, targets.right].all()
+    assert padding_mask[targets.rows, targets.left].all()
+    assert padding_mask[targets.rows, targets.right].all()
     assert torch.equal(targets.labels, ids[targets.rows, targets.position])
     # a span is left out only when a boundary would fall outside the sequence; at the edge of
     # a block with [CLS] and [SEP] the boundary *is* [CLS] or [SEP]
@@ -213,13 +241,15 @@ def test_boundaries_are_outside_the_span_inside_the_sequence_and_never_hidden(se
 def test_sbo_positions_are_capped():
     labels = torch.arange(20).unsqueeze(0)
     targets = span_boundary_targets(torch.tensor([[0, 2, 15]]), labels, None, max_positions=5)
-    assert targets.offset.tolist() == [0, 1, 2, 3, 4] and targets.position.tolist() == [2, 3, 4, 5, 6]
+    assert targets.offset.tolist() == [0, 1, 2, 3, 4]
+    assert targets.position.tolist() == [2, 3, 4, 5, 6]
     assert set(targets.left.tolist()) == {1} and set(targets.right.tolist()) == {16}
 
 
 def tiny_model(vocab=VOCAB, boundary_objective=True):
     torch.manual_seed(0)
-    model = SpanBERTModel(EncoderConfig(vocab_size=vocab, max_len=64, dim=32, layers=2, heads=2, ffn_dim=64),
+    encoder = EncoderConfig(vocab_size=vocab, max_len=64, dim=32, layers=2, heads=2, ffn_dim=64)
+    model = SpanBERTModel(encoder,
                           boundary_objective=boundary_objective)
     return model.eval()
 
@@ -231,7 +261,8 @@ def leak_check(masker=mask_spans):
     ids, special, word_ids = make_blocks(7, 8, 48)
 
     def predictions(token_ids):
-        inputs, labels, spans = masker(token_ids, special, vocab_size=VOCAB, whole_word_ids=word_ids, rate=0.3,
+        inputs, labels, spans = masker(token_ids, special, vocab_size=VOCAB,
+                                       whole_word_ids=word_ids, rate=0.3,
                                        mask_token_prob=1.0, random_token_prob=0.0,
                                        generator=torch.Generator().manual_seed(3))
         with torch.no_grad():
@@ -240,12 +271,14 @@ def leak_check(masker=mask_spans):
     spans, before = predictions(ids)
     changed = ids.clone()
     for row, first, last in spans.tolist():
-        shifted = (ids[row, first:last + 1] - NUM_SPECIAL + 17) % (VOCAB - NUM_SPECIAL)  # another ordinary token
+        # another ordinary token
+        shifted = (ids[row, first:last + 1] - NUM_SPECIAL + 17) % (VOCAB - NUM_SPECIAL)
         changed[row, first:last + 1] = NUM_SPECIAL + shifted
     assert (changed != ids).sum() == (spans[:, 2] - spans[:, 1] + 1).sum()
     spans_again, after = predictions(changed)
     assert torch.equal(spans, spans_again), "the spans do not depend on the tokens"
-    assert len(before.sbo_targets.labels) > 20 and not torch.equal(before.sbo_targets.labels, after.sbo_targets.labels)
+    assert len(before.sbo_targets.labels) > 20
+    assert not torch.equal(before.sbo_targets.labels, after.sbo_targets.labels)
     return spans, before, after
 
 
@@ -269,19 +302,22 @@ def test_the_leak_test_can_fail():
 
 def test_span_recovery_set_hides_interior_whole_word_spans():
     ids, special, word_ids = make_blocks(4, 30, 64, max_word_tokens=2)
-    recovery = span_recovery_set(Blocks(ids, word_ids, special), lengths=(3, 6))
-    assert len(recovery["input_ids"]) > 20
-    for example, (row, first, last) in enumerate(recovery["spans"].tolist()):
+    recovery_set = span_recovery_set(Blocks(ids, word_ids, special), lengths=(3, 6))
+    assert len(recovery_set["input_ids"]) > 20
+    for example, (row, first, last) in enumerate(recovery_set["spans"].tolist()):
         assert row == example
-        block = int(recovery["block"][example])
-        hidden = recovery["labels"][example] != IGNORE
+        block = int(recovery_set["block"][example])
+        hidden = recovery_set["labels"][example] != IGNORE
         assert hidden.nonzero().flatten().tolist() == list(range(first, last + 1))
-        assert (recovery["input_ids"][example, first:last + 1] == MASK).all()
-        assert torch.equal(recovery["labels"][example, first:last + 1], ids[block, first:last + 1])
-        assert span_word_count(word_ids, block, first, last) == recovery["span_words"][example]
-        assert word_ids[block, first - 1] not in (-1, word_ids[block, first]), "a whole real word on the left"
-        assert word_ids[block, last + 1] not in (-1, word_ids[block, last]), "a whole real word on the right"
-    scores = recovery_scores(recovery["labels"] != IGNORE, recovery)  # an oracle is right everywhere
+        assert (recovery_set["input_ids"][example, first:last + 1] == MASK).all()
+        hidden_ids = recovery_set["labels"][example, first:last + 1]
+        assert torch.equal(hidden_ids, ids[block, first:last + 1])
+        assert span_word_count(word_ids, block, first, last) == recovery_set["span_words"][example]
+        left, right = word_ids[block, first - 1], word_ids[block, last + 1]
+        assert left not in (-1, word_ids[block, first]), "a whole real word on the left"
+        assert right not in (-1, word_ids[block, last]), "a whole real word on the right"
+    oracle = recovery_set["labels"] != IGNORE  # right everywhere
+    scores = recovery_scores(oracle, recovery_set)
     assert scores["token_accuracy"] == 1.0 and scores["exact_match"] == 1.0
     assert set(scores["by_length"]) == {"3", "6"}
 
@@ -289,8 +325,9 @@ def test_span_recovery_set_hides_interior_whole_word_spans():
 def test_train_spanbert_lowers_mlm_and_sbo_losses(tmp_path):
     data = write_small_corpus(tmp_path / "small.txt")
     out = tmp_path / "run"
-    code = main(["train", "spanbert", "--data", str(data), "--steps", "300", "--batch-size", "32", "--seq-len", "32",
-                 "--out", str(out), "--set", "eval_every=100", "--set", "lr=5e-3", *TINY])
+    code = main(["train", "spanbert", "--data", str(data), "--steps", "300", "--batch-size", "32",
+                 "--seq-len", "32", "--out", str(out), "--set", "eval_every=100",
+                 "--set", "lr=5e-3", *TINY])
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
     evals = [row for row in read_metrics(out / "metrics.jsonl") if "eval_loss" in row]
@@ -316,29 +353,44 @@ def test_bad_settings_are_clear_errors(tmp_path, capsys):
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
-def test_results_table_and_figures_from_stored_numbers(tmp_path):
-    from labnotes.spanbert import ARMS, draw_results
+def test_experiment_arms_are_the_page_default_with_masking_set():
+    for changes in ARMS.values():
+        config = arm_config(changes, seed=1, quick=False, progress=False)
+        assert (config.masking, config.boundary_objective) == (changes["masking"],
+                                                               changes["boundary_objective"])
+        assert config.train.steps == config.train.eval_every == STEPS and config.train.seed == 1
+        assert config.eval_blocks == SpanBERTConfig().eval_blocks
+    quick = arm_config(ARMS["geometric spans + SBO"], seed=0, quick=True, progress=False)
+    assert (quick.train.steps, quick.eval_blocks) == (20, 64)
 
+
+def test_results_table_and_figures_from_stored_numbers(tmp_path):
     def scores(value):
         return {"token_accuracy": value, "exact_match": value / 10,
-                "by_length": {str(n): {"token_accuracy": value, "exact_match": value / 10, "spans": 5} for n in (3, 6)},
+                "by_length": {str(n): {"token_accuracy": value, "exact_match": value / 10,
+                                       "spans": 5} for n in (3, 6)},
                 "by_distance": {str(d): value for d in (1, 2, 3)}}
 
     def run(arm, seed):
         value = 0.1 + 0.01 * seed + 0.02 * list(ARMS).index(arm)
-        recovery = {"mlm": scores(value), **({"sbo": scores(value / 2)} if ARMS[arm]["boundary_objective"] else {})}
+        recovery = {"mlm": scores(value)}
+        if ARMS[arm]["boundary_objective"]:
+            recovery["sbo"] = scores(value / 2)
         return {"recovery": recovery, "token_masked_accuracy": value, "span_masked_accuracy": value,
                 "downstream": {"tasks": {"acceptability": {"mean": 0.6}}, "score": {"mean": 0.6}}}
 
-    results = {"runs": {arm: [run(arm, seed) for seed in range(2)] for arm in ARMS}, "seeds": [0, 1], "steps": 10,
-               "batch_size": 4, "recovery_examples": 10, "recovery_baseline": {"baseline_accuracy": 0.04},
+    results = {"runs": {arm: [run(arm, seed) for seed in range(2)] for arm in ARMS},
+               "seeds": [0, 1], "steps": 10, "batch_size": 4, "recovery_examples": 10,
+               "recovery_baseline": {"baseline_accuracy": 0.04},
                "downstream": "fine-tuned"}
-    (tmp_path / "results.json").write_text(json.dumps(results, sort_keys=True))  # stored sorted by name
-    draw_results(tmp_path)
+    (tmp_path / "results.json").write_text(json.dumps(results, sort_keys=True))  # stored sorted
+    redraw(experiment, tmp_path)
     table = (tmp_path / "table.md").read_text()
     assert "| most frequent token | 4.0 | 0.0 |" in table
     assert "| token masking (BERT), MLM head | 10.5 ± 0.7 |" in table
-    rows = [line.split(",")[0] for line in table.splitlines() if line.startswith("| ") and "MLM head" in line]
+    rows = [line.split(",")[0] for line in table.splitlines()
+            if line.startswith("| ") and "MLM head" in line]
     assert rows == [f"| {arm}" for arm in ARMS], "arms in the experiment's order, not alphabetical"
-    assert "geometric spans + SBO, SBO head alone (boundaries only)" in table and "acceptability" in table
+    assert "geometric spans + SBO, SBO head alone (boundaries only)" in table
+    assert "acceptability" in table
     assert (tmp_path / "span_recovery.svg").read_text().startswith("<?xml")
