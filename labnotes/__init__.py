@@ -8,5 +8,5 @@ __version__ = "0.1.0"
 PAGES = [
     "data", "tokenizer", "transformer", "training", "downstream",
     "mlm", "nsp", "sop", "spanbert", "electra",
-    "experiments.common", "experiments.mlm", "experiments.spanbert",
+    "experiments.common", "experiments.mlm", "experiments.spanbert", "experiments.electra",
 ]

@@ -1,5 +1,6 @@
 """ELECTRA: masking rule, sampling, replacement labels, no gradient through sampling, shared
-embeddings, the leak test, Hugging Face's heads as an oracle, and `labnotes train electra`."""
+embeddings, the leak test, Hugging Face's heads as an oracle, `labnotes train electra`; and the
+experiment's hybrids of BERT and ELECTRA (Table 5)."""
 
 import json
 import math
@@ -10,15 +11,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from labnotes.cli import main
-from labnotes.electra import (ELECTRA, OBJECTIVES, all_tokens_mlm_loss, discriminator_loss, electra_masking,
+from labnotes.data import CorpusConfig
+from labnotes.electra import (ELECTRA, ElectraConfig, discriminator_loss, electra_masking,
                               generator_config, replace_tokens, sample_tokens)
+from labnotes.experiments.electra import (HYBRIDS, AllTokensMLM, Electra15, HybridTask,
+                                          ReplaceMLM, all_tokens_mlm_loss)
 from labnotes.mlm import IGNORE
-from labnotes.training import read_metrics
+from labnotes.training import TrainConfig, read_metrics, train
 from labnotes.transformer import EncoderConfig
 from tests.test_cli import TINY, write_small_corpus
 
 VOCAB, MASK, NUM_SPECIAL, PAD = 300, 4, 5, 0
-SMALL = EncoderConfig(vocab_size=VOCAB, max_len=32, dim=32, layers=1, heads=2, ffn_dim=64, dropout=0.0)
+SMALL = EncoderConfig(vocab_size=VOCAB, max_len=32, dim=32, layers=1, heads=2, ffn_dim=64,
+                      dropout=0.0)
 
 
 def binomial_bound(n: int, p: float, z: float = 5.0) -> float:
@@ -26,7 +31,8 @@ def binomial_bound(n: int, p: float, z: float = 5.0) -> float:
 
 
 def make_batch(seed: int, batch: int = 4, length: int = 24, pad_from: int = 18):
-    """Masked ids, labels, padding mask and sampling noise for a random batch with padding at the end."""
+    """Masked ids, labels, padding mask and sampling noise for a random batch with padding at
+    the end."""
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(NUM_SPECIAL, VOCAB, (batch, length), generator=g)
     ids[:, 0], ids[:, pad_from - 1], ids[:, pad_from:] = 2, 3, PAD
@@ -42,17 +48,20 @@ def make_batch(seed: int, batch: int = 4, length: int = 24, pad_from: int = 18):
        rate=st.floats(0.0, 1.0), equal_rate=st.floats(0.0, 1.0))
 def test_replaced_exactly_where_the_sample_differs(seed, batch, length, rate, equal_rate):
     g = torch.Generator().manual_seed(seed)
-    original = torch.randint(NUM_SPECIAL, 20, (batch, length), generator=g)  # small vocab: many collisions
+    # a small vocabulary: many collisions
+    original = torch.randint(NUM_SPECIAL, 20, (batch, length), generator=g)
     selected = torch.rand(batch, length, generator=g) < rate
     sampled = torch.randint(NUM_SPECIAL, 20, (int(selected.sum()),), generator=g)
     keep = torch.rand(sampled.shape, generator=g) < equal_rate
     sampled[keep] = original[selected][keep]  # some samples equal the original
     corrupted, replaced = replace_tokens(original, selected, sampled)
     assert replaced.dtype == torch.bool and corrupted.shape == original.shape
-    assert torch.equal(corrupted[selected], sampled), "selected positions hold the samples, in order"
+    assert torch.equal(corrupted[selected], sampled), \
+        "selected positions hold the samples, in order"
     assert torch.equal(corrupted[~selected], original[~selected]), "other positions are untouched"
     assert not replaced[~selected].any(), "a non-selected position is never replaced"
-    assert torch.equal(replaced[selected], sampled != original[selected]), "replaced iff the sample differs"
+    assert torch.equal(replaced[selected], sampled != original[selected]), \
+        "replaced iff the sample differs"
 
 
 def test_electra_masking_is_85_mask_15_keep_and_never_random():
@@ -67,7 +76,8 @@ def test_electra_masking_is_85_mask_15_keep_and_never_random():
     assert not selected[special].any()
     is_mask = masked[selected] == MASK
     assert abs(is_mask.float().mean().item() - 0.85) < binomial_bound(n, 0.85)
-    assert torch.equal(masked[selected][~is_mask], ids[selected][~is_mask]), "no random replacements"
+    assert torch.equal(masked[selected][~is_mask], ids[selected][~is_mask]), \
+        "no random replacements"
     assert torch.equal(masked[~selected], ids[~selected])
 
 
@@ -112,7 +122,8 @@ def test_pads_carry_no_loss():
     real[:, 7:] = False
     other_logits, other_replaced = logits.clone(), replaced.clone()
     other_logits[~real], other_replaced[~real] = 100.0, True
-    assert discriminator_loss(logits, replaced, real) == discriminator_loss(other_logits, other_replaced, real)
+    assert discriminator_loss(logits, replaced, real) == \
+        discriminator_loss(other_logits, other_replaced, real)
     # and through the whole model: whatever sits in padded positions changes neither loss
     model = ELECTRA(SMALL).eval()
     masked, labels, padding, noise, _ = make_batch(0)
@@ -128,7 +139,7 @@ def test_pads_carry_no_loss():
 def test_all_tokens_mlm_loss_is_the_copy_mixture():
     torch.manual_seed(0)
     config = EncoderConfig(vocab_size=12, dim=8, heads=2, ffn_dim=16, layers=1)
-    model = ELECTRA(config, objective="all_tokens_mlm")
+    model = AllTokensMLM(config)
     hidden = torch.randn(2, 5, 8)
     corrupted = torch.randint(NUM_SPECIAL, 12, (2, 5))
     original = corrupted.clone()
@@ -145,10 +156,10 @@ def test_all_tokens_mlm_loss_is_the_copy_mixture():
     assert torch.allclose(loss, torch.stack(manual).mean(), atol=1e-5)
 
 
-@pytest.mark.parametrize("objective", OBJECTIVES)
-def test_every_objective_gives_a_finite_loss_and_gradients(objective):
+@pytest.mark.parametrize("kind", [ELECTRA, *HYBRIDS.values()], ids=lambda kind: kind.__name__)
+def test_every_objective_gives_a_finite_loss_and_gradients(kind):
     torch.manual_seed(0)
-    model = ELECTRA(SMALL, objective=objective)
+    model = kind(SMALL)
     masked, labels, padding, noise, _ = make_batch(1)
     out = model(masked, labels, padding, noise)
     assert torch.isfinite(out["loss"])
@@ -171,23 +182,27 @@ def test_no_gradient_reaches_the_generator_through_the_sampling():
         out = model(masked, labels, padding, noise)
         out["loss"].backward()
         grads = {n: p.grad for n, p in generator_only_parameters(model)}
-        assert grads and "head.transform.weight" in grads and "encoder.blocks.0.attention.qkv.weight" in grads
+        assert grads and "head.transform.weight" in grads
+        assert "encoder.blocks.0.attention.qkv.weight" in grads
         touched = [n for n, g in grads.items() if g is not None and g.abs().sum() > 0]
         if mlm_weight == 0.0:
             assert touched == [], f"the discriminator's loss reached the generator: {touched}"
-            assert model.encoder.embeddings.token.weight.grad.abs().sum() > 0, "shared embeddings still learn"
+            assert model.encoder.embeddings.token.weight.grad.abs().sum() > 0, \
+                "shared embeddings still learn"
         else:  # the check above is not vacuous: the MLM loss does reach every generator weight
             assert len(touched) == len(grads), set(grads) - set(touched)
 
 
 def test_embeddings_are_shared_storage_not_copies():
     model = ELECTRA(SMALL)
-    token, position = model.encoder.embeddings.token.weight, model.encoder.embeddings.position.weight
+    embeddings = model.encoder.embeddings
+    token, position = embeddings.token.weight, embeddings.position.weight
     assert model.generator.encoder.embeddings.shared is model.encoder.embeddings
     assert model.generator.head.embedding.weight is token
     generator_tensors = dict(model.generator.named_parameters(remove_duplicate=False))
-    assert generator_tensors["encoder.embeddings.shared.token.weight"].data_ptr() == token.data_ptr()
-    assert generator_tensors["encoder.embeddings.shared.position.weight"].data_ptr() == position.data_ptr()
+    shared = "encoder.embeddings.shared"
+    assert generator_tensors[f"{shared}.token.weight"].data_ptr() == token.data_ptr()
+    assert generator_tensors[f"{shared}.position.weight"].data_ptr() == position.data_ptr()
     with torch.no_grad():
         token[7].fill_(3.0)
     assert (model.generator.head.embedding.weight[7] == 3.0).all()
@@ -207,17 +222,22 @@ def test_generator_is_the_stated_fraction_of_the_discriminator(fraction):
     assert narrow.layers == config.layers and narrow.dim % narrow.heads == 0
     assert model.generator.encoder.final_norm.normalized_shape == (narrow.dim,)
     projection = model.generator.encoder.embeddings.project
-    assert isinstance(projection, torch.nn.Identity) if fraction == 1.0 else projection.weight.shape == (narrow.dim, 128)
+    if fraction == 1.0:
+        assert isinstance(projection, torch.nn.Identity)
+    else:
+        assert projection.weight.shape == (narrow.dim, 128)
     blocks = lambda encoder: sum(p.numel() for p in encoder.blocks.parameters())
     ratio = blocks(model.generator.encoder) / blocks(model.encoder)
-    assert ratio == pytest.approx(fraction**2, rel=0.05)  # a block's weights scale with width squared
+    # a block's weights scale with width squared
+    assert ratio == pytest.approx(fraction**2, rel=0.05)
     assert generator_config(config, 0.25).heads == 1
 
 
 # --------------------------------------------------------------------------- leak test
 
 def test_discriminator_reads_only_the_corrupted_sequence():
-    """Change the original token at a replaced, [MASK]ed position: the discriminator cannot see it."""
+    """Change the original token at a replaced, [MASK]ed position: the discriminator cannot see
+    it."""
     torch.manual_seed(0)
     model = ELECTRA(SMALL).eval()
     masked, labels, padding, noise, _ = make_batch(3)
@@ -246,21 +266,24 @@ def test_heads_and_loss_match_huggingface_electra():
     with torch.no_grad():
         out = model(masked, labels, padding, noise)
         hidden = model.encoder(out["corrupted"], padding_mask=padding)
-    hf_config = transformers.ElectraConfig(vocab_size=VOCAB, embedding_size=32, hidden_size=32, num_hidden_layers=1,
-                                           num_attention_heads=2, intermediate_size=64, hidden_act="gelu",
+    hf_config = transformers.ElectraConfig(vocab_size=VOCAB, embedding_size=32, hidden_size=32,
+                                           num_hidden_layers=1, num_attention_heads=2,
+                                           intermediate_size=64, hidden_act="gelu",
                                            layer_norm_eps=1e-5)
     discriminator = transformers.ElectraForPreTraining(hf_config).eval()
     head = discriminator.discriminator_predictions
     head.dense.load_state_dict(model.head.dense.state_dict())
     head.dense_prediction.load_state_dict(model.head.out.state_dict())
 
-    class Stub(torch.nn.Module):  # HF's encoder replaced by ours: compare the head and the loss only
+    # HF's encoder replaced by ours: compare the head and the loss only
+    class Stub(torch.nn.Module):
         def forward(self, *args, **kwargs):
             return transformers.modeling_outputs.BaseModelOutput(last_hidden_state=hidden)
 
     discriminator.electra = Stub()
     with torch.no_grad():
-        theirs = discriminator(out["corrupted"], attention_mask=padding.long(), labels=out["replaced"].long())
+        theirs = discriminator(out["corrupted"], attention_mask=padding.long(),
+                               labels=out["replaced"].long())
     assert torch.allclose(theirs.logits, out["disc_logits"], atol=1e-5)
     assert torch.allclose(theirs.loss, out["main_loss"], atol=1e-6)
 
@@ -285,8 +308,9 @@ def test_heads_and_loss_match_huggingface_electra():
 def test_train_electra_lowers_both_losses_and_reports_detection(tmp_path):
     data = write_small_corpus(tmp_path / "small.txt")
     out = tmp_path / "run"
-    code = main(["train", "electra", "--data", str(data), "--steps", "150", "--batch-size", "32", "--seq-len", "32",
-                 "--out", str(out), "--set", "eval_every=50", "--set", "lr=3e-3", "--set", "warmup_steps=10", *TINY])
+    code = main(["train", "electra", "--data", str(data), "--steps", "300", "--batch-size", "32",
+                 "--seq-len", "32", "--out", str(out), "--set", "eval_every=50", "--set", "lr=3e-3",
+                 "--set", "warmup_steps=10", *TINY])
     assert code == 0
     rows = read_metrics(out / "metrics.jsonl")
     steps, evals = [r for r in rows if "mlm_loss" in r], [r for r in rows if "eval_loss" in r]
@@ -296,18 +320,82 @@ def test_train_electra_lowers_both_losses_and_reports_detection(tmp_path):
     assert evals[-1]["eval_mlm_loss"] < evals[0]["eval_mlm_loss"]
     assert evals[-1]["eval_main_loss"] < evals[0]["eval_main_loss"]
     summary = json.loads((out / "summary.json").read_text())
-    for key in ("eval_disc_accuracy", "eval_disc_precision", "eval_disc_recall", "baseline_disc_accuracy"):
+    for key in ("eval_disc_accuracy", "eval_disc_precision", "eval_disc_recall",
+                "baseline_disc_accuracy"):
         assert 0.0 <= summary[key] <= 1.0
-    assert summary["eval_disc_accuracy"] > summary["baseline_disc_accuracy"], "better than 'all original'"
-    # a detector that guessed would be right as often as tokens are replaced; ours is right far more often
+    assert summary["eval_disc_accuracy"] > summary["baseline_disc_accuracy"], \
+        "better than 'all original'"
+    # a detector that guessed would be right as often as tokens are replaced; ours is right far
+    # more often
     assert summary["eval_disc_precision"] > 3 * summary["eval_replaced_fraction"]
     for name in ("metrics.jsonl", "summary.json", "model.safetensors", "config.json"):
         assert (out / name).exists()
 
 
 def test_bad_settings_are_clear_errors(tmp_path, capsys):
+    # the hybrids live on the experiment page: `labnotes train electra` trains ELECTRA only
     assert main(["train", "electra", "--set", "objective=gan", "--out", str(tmp_path / "a")]) == 2
-    assert "objective must be one of electra, electra_15, replace_mlm, all_tokens_mlm" in capsys.readouterr().err
-    assert main(["train", "electra", "--set", "generator_fraction=0", "--out", str(tmp_path / "b")]) == 2
+    assert "--set objective: unknown setting" in capsys.readouterr().err
+    assert main(["train", "electra", "--set", "generator_fraction=0",
+                 "--out", str(tmp_path / "b")]) == 2
     assert "generator_fraction must be in (0, 1]" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+# ---------------------------------------------------------------- the experiment's hybrids
+
+def test_the_discriminator_never_reads_a_mask_token():
+    model = ELECTRA(SMALL)
+    masked, labels, padding, noise, ids = make_batch(5)
+    assert (masked == MASK).any()
+    out = model.corrupt(masked, labels, padding, noise)
+    assert not (out["corrupted"] == MASK).any()
+    assert torch.equal(out["original"], ids), "un-masking gives back the true sequence"
+
+
+def test_electra_15_grades_only_the_selected_positions():
+    torch.manual_seed(0)
+    model = Electra15(SMALL)
+    masked, labels, padding, noise, _ = make_batch(6)
+    out = model(masked, labels, padding, noise)
+    selected = labels != IGNORE
+    expected = discriminator_loss(out["disc_logits"], out["replaced"], selected)
+    assert torch.equal(out["main_loss"], expected) and int(out["main_count"]) == int(selected.sum())
+    assert torch.allclose(out["loss"], out["mlm_loss"] + 50.0 * expected)
+
+
+def test_replace_mlm_predicts_the_original_at_the_selected_positions():
+    torch.manual_seed(0)
+    model = ReplaceMLM(SMALL)
+    masked, labels, padding, noise, _ = make_batch(7)
+    out = model(masked, labels, padding, noise)
+    selected = labels != IGNORE
+    hidden = model.encoder(out["corrupted"], padding_mask=padding)
+    expected = torch.nn.functional.cross_entropy(model.head(hidden[selected]), labels[selected])
+    assert torch.allclose(out["main_loss"], expected, atol=1e-6)
+    assert torch.allclose(out["loss"], out["mlm_loss"] + expected, atol=1e-6), "weight 1, not 50"
+    assert "disc_logits" not in out
+
+
+@pytest.mark.parametrize("kind", HYBRIDS.values(), ids=lambda kind: kind.__name__)
+def test_hybrids_start_from_electras_encoder_and_generator(kind):
+    torch.manual_seed(3)
+    electra = ELECTRA(SMALL).state_dict()
+    torch.manual_seed(3)
+    hybrid = kind(SMALL).state_dict()
+    shared = [key for key in electra if not key.startswith("head.")]
+    assert all(torch.equal(electra[key], hybrid[key]) for key in shared)
+
+
+@pytest.mark.parametrize("objective", sorted(HYBRIDS))
+def test_each_hybrid_trains_through_the_pages_task(objective, tmp_path):
+    data = write_small_corpus(tmp_path / "small.txt", documents=40)
+    config = ElectraConfig(corpus=CorpusConfig(data=str(data), seq_len=32, vocab_size=400),
+                           model=SMALL, eval_blocks=16,
+                           train=TrainConfig(steps=3, batch_size=8, eval_every=3,
+                                             checkpoint_every=3, progress=False))
+    task = HybridTask(config, objective)
+    assert type(task.model) is HYBRIDS[objective] and task.settings()["objective"] == objective
+    summary = train(task, config.train, tmp_path / "run")
+    assert math.isfinite(summary["eval_main_loss"]) and math.isfinite(summary["eval_mlm_loss"])
+    assert ("eval_disc_recall" in summary) == (objective == "electra_15")

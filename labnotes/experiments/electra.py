@@ -1,0 +1,347 @@
+"""ELECTRA: the experiment.
+
+Table 5's efficiency analysis at laptop scale: BERT's MLM, ELECTRA and three hybrids of the
+two, then ELECTRA with wider generators, each judged by the downstream suite against the
+training compute it took.
+"""
+
+# %% [markdown]
+# The claim, from the [ELECTRA page](electra.md#evidence-the-efficiency-analysis-at-laptop-scale):
+# most of ELECTRA's gain over BERT comes from learning from *all* tokens, a smaller part from
+# not showing the pretraining network `[MASK]`, which fine-tuning never shows it (ELECTRA,
+# arXiv:2003.10555, §3.5, Table 5: GLUE at base size, ELECTRA 85.0, All-Tokens MLM 84.3,
+# Replace MLM 82.4, ELECTRA 15% 82.4, BERT 82.2). And a generator 1/4 to 1/2 the
+# discriminator's width works best, one as wide worse (§3.2, Figure 3).
+#
+# Every arm trains an encoder of the same size (the ELECTRA page's discriminator) for 800
+# steps of 64 blocks; the [downstream suite](downstream.md) scores it at a few checkpoints.
+
+# %%
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from labnotes.data import prepare_corpus
+from labnotes.downstream import DownstreamConfig, build_tasks, evaluate_encoder
+from labnotes.electra import ELECTRA, ElectraConfig, ElectraTask, discriminator_loss
+from labnotes.experiments.common import (QUICK, in_order, make_quick, markdown_table, percent,
+                                         pyplot, run, save_figure, slug, train_arm, write_table)
+from labnotes.mlm import IGNORE, MLMConfig, MLMTask
+from labnotes.training import TrainConfig, load_checkpoint, step_generator
+from labnotes.transformer import Encoder, EncoderConfig, LMHead, init_weights
+
+# %% [markdown]
+# ## Three hybrids of BERT and ELECTRA
+#
+# §3.5 separates ELECTRA's two changes to BERT — a loss on *all* tokens, and no `[MASK]` in
+# the pretraining network's input — with three hybrids. All keep ELECTRA's generator and its
+# corrupted input (`ELECTRA.corrupt`); each changes what the encoder is asked about it:
+#
+# - **ELECTRA 15%**: the discriminator's loss only at the selected positions
+#   (`weights = selected`). Same input as ELECTRA, 15% of the signal.
+# - **Replace MLM**: no discriminator; the encoder does ordinary MLM with BERT's tied head,
+#   but the selected positions hold generator samples instead of `[MASK]`. Loss on 15%, no
+#   `[MASK]`.
+# - **All-Tokens MLM**: Replace MLM that predicts the identity of *every* token, with a copy
+#   mechanism: a sigmoid gate $D_t$ puts its weight on the token in the input, the rest on the
+#   MLM softmax, averaged as $-\log p(x_t)$ over every non-pad token. Loss on all tokens, no
+#   `[MASK]`:
+#
+# $$p(x_t) = D_t\,\mathbb{1}[x_t = x^{\text{corrupt}}_t]
+#   + (1 - D_t)\,\mathrm{softmax}(\text{logits}_t)[x_t].$$
+#
+# The two MLM hybrids add their token loss with weight 1 (two cross-entropies of the same
+# scale); $\lambda = 50$ belongs to the binary loss. All-Tokens MLM runs the $|V|$-way head at
+# every position, so a step costs more compute than the others': the figure plots against
+# compute. We write $\log p$ with `logaddexp` so that the copy term, $-\infty$ where the input
+# token is wrong, never turns into a NaN.
+
+# %%
+def replace_mlm_loss(head: LMHead, hidden: Tensor, labels: Tensor) -> Tensor:
+    selected = labels != IGNORE
+    return F.cross_entropy(head(hidden[selected]).float(), labels[selected])
+
+
+def all_tokens_mlm_loss(head: LMHead, copy_gate: nn.Linear, hidden: Tensor, corrupted: Tensor,
+                        original: Tensor, real: Tensor) -> Tensor:
+    h = hidden[real]  # [M, D], every non-pad token
+    log_softmax = head(h).float().log_softmax(dim=-1)  # [M, V]
+    log_model = log_softmax.gather(1, original[real].unsqueeze(1)).squeeze(1)  # [M]
+    gate = copy_gate(h).float().squeeze(-1)  # [M], logit of D_t
+    copy = torch.where(corrupted[real] == original[real], F.logsigmoid(gate),
+                       torch.full_like(gate, float("-inf")))
+    return -torch.logaddexp(copy, F.logsigmoid(-gate) + log_model).mean()
+
+
+def add_main_loss(out: dict[str, Tensor], main_loss: Tensor, positions: Tensor,
+                  mlm_weight: float, weight: float) -> dict[str, Tensor]:
+    """Complete `out` as `ELECTRA.forward` does: the main loss, its positions, the total."""
+    out.update(main_loss=main_loss, main_count=positions.sum(), main_weight=torch.tensor(weight),
+               loss=mlm_weight * out["mlm_loss"] + weight * main_loss)
+    return out
+
+
+class Electra15(ELECTRA):
+    """ELECTRA 15%: replaced token detection graded at the selected positions only."""
+
+    def forward(self, masked_ids: Tensor, labels: Tensor, padding_mask: Tensor | None,
+                noise: Tensor) -> dict[str, Tensor]:
+        out = self.corrupt(masked_ids, labels, padding_mask, noise)
+        out["disc_logits"] = self.head(self.encoder(out["corrupted"], padding_mask=padding_mask))
+        loss = discriminator_loss(out["disc_logits"], out["replaced"], out["selected"])
+        return add_main_loss(out, loss, out["selected"], self.mlm_weight, self.disc_weight)
+
+
+class ReplaceMLM(ELECTRA):
+    """Replace MLM: BERT's MLM on the corrupted input, graded at the selected positions."""
+
+    def make_head(self, config: EncoderConfig) -> nn.Module:
+        return LMHead(config, self.encoder.embeddings.token)  # BERT's head, tied
+
+    def forward(self, masked_ids: Tensor, labels: Tensor, padding_mask: Tensor | None,
+                noise: Tensor) -> dict[str, Tensor]:
+        out = self.corrupt(masked_ids, labels, padding_mask, noise)
+        hidden = self.encoder(out["corrupted"], padding_mask=padding_mask)  # [B, T, D]
+        loss = replace_mlm_loss(self.head, hidden, labels)
+        return add_main_loss(out, loss, out["selected"], self.mlm_weight, 1.0)
+
+
+class AllTokensMLM(ReplaceMLM):
+    """All-Tokens MLM: every token's identity, with a gate that may copy the input token."""
+
+    def __init__(self, config: EncoderConfig, **settings: Any) -> None:
+        super().__init__(config, **settings)  # generator_fraction, mlm_weight, disc_weight
+        self.copy_gate = nn.Linear(config.dim, 1)
+        init_weights(self.copy_gate)
+
+    def forward(self, masked_ids: Tensor, labels: Tensor, padding_mask: Tensor | None,
+                noise: Tensor) -> dict[str, Tensor]:
+        out = self.corrupt(masked_ids, labels, padding_mask, noise)
+        hidden = self.encoder(out["corrupted"], padding_mask=padding_mask)  # [B, T, D]
+        loss = all_tokens_mlm_loss(self.head, self.copy_gate, hidden, out["corrupted"],
+                                   out["original"], out["real"])
+        return add_main_loss(out, loss, out["real"], self.mlm_weight, 1.0)
+
+
+# %% [markdown]
+# A hybrid trains through the ELECTRA page's task with the hybrid in place of `ELECTRA`: the
+# same blocks, masks and sampling noise. The task builds an `ELECTRA` first; re-seeded before
+# the hybrid replaces it, the hybrid starts from the same encoder and generator weights.
+
+# %%
+HYBRIDS = {"electra_15": Electra15, "replace_mlm": ReplaceMLM, "all_tokens_mlm": AllTokensMLM}
+
+
+class HybridTask(ElectraTask):
+    def __init__(self, config: ElectraConfig, objective: str) -> None:
+        super().__init__(config)
+        self.objective = objective
+        torch.manual_seed(config.train.seed)
+        self.model = HYBRIDS[objective](config.model, generator_fraction=config.generator_fraction,
+                                        mlm_weight=config.mlm_weight,
+                                        disc_weight=config.disc_weight)
+
+    def settings(self) -> dict[str, Any]:
+        return {**super().settings(), "objective": self.objective}
+
+
+# %% [markdown]
+# ## The arms and their cost
+#
+# Each arm names its objective and its generator's width; "bert" is the MLM page's task, with
+# a zero output bias like every ELECTRA arm. A step's compute is counted by PyTorch's FLOP
+# counter on one real batch, forward and backward, generator included (the paper's way,
+# Table 1).
+
+# %%
+ARMS = {  # name -> (objective, generator fraction)
+    "BERT (MLM)": ("bert", None),
+    "ELECTRA": ("electra", 0.25),
+    "ELECTRA 15%": ("electra_15", 0.25),
+    "Replace MLM": ("replace_mlm", 0.25),
+    "All-Tokens MLM": ("all_tokens_mlm", 0.25),
+}
+GENERATOR_ARMS = {"ELECTRA, generator 1/2": 0.5, "ELECTRA, generator 1/1": 1.0}
+PAPER_TABLE5 = {"BERT (MLM)": 82.2, "ELECTRA": 85.0, "ELECTRA 15%": 82.4, "Replace MLM": 82.4,
+                "All-Tokens MLM": 84.3}
+STEPS, BATCH_SIZE = 800, 64  # the MLM page's batch and learning rate
+
+
+def experiment_train_config(progress: bool) -> TrainConfig:
+    return TrainConfig(steps=STEPS, batch_size=BATCH_SIZE, eval_every=STEPS // 4,
+                       checkpoint_every=STEPS // 2, keep_checkpoints=10, lr=2e-3,
+                       progress=progress)
+
+
+def build_arm(objective: str, fraction: float | None, *, quick: bool, progress: bool) -> Any:
+    train_config = experiment_train_config(progress)
+    if objective == "bert":
+        config = MLMConfig(train=train_config, unigram_bias=False)
+    else:
+        config = ElectraConfig(train=train_config, generator_fraction=fraction)
+    if quick:
+        make_quick(config)
+    if objective == "bert":
+        return MLMTask(config)
+    return ElectraTask(config) if objective == "electra" else HybridTask(config, objective)
+
+
+def flops_per_step(task: Any) -> float:
+    """Training FLOPs of one step (forward + backward), counted by torch on one real batch."""
+    batch = task.make_batch(0, step_generator(12345, 0))
+    with FlopCounterMode(display=False) as counter:
+        loss, _ = task.loss(task.model, batch)
+        loss.backward()
+    task.model.zero_grad(set_to_none=True)
+    return float(counter.get_total_flops())
+
+
+# %% [markdown]
+# ## Running the arms
+#
+# One fresh run per arm. The five arms of Table 5 are scored downstream at every checkpoint,
+# the two wider generators at the last only; a random-init encoder of the same size is the
+# floor.
+
+# %%
+def run_experiment(work_dir: Path, *, quick: bool = False, progress: bool = True) -> dict[str, Any]:
+    suite = DownstreamConfig(steps=10, seeds=2) if quick else DownstreamConfig()
+    started = time.perf_counter()
+    arms = {name: (*spec, True) for name, spec in ARMS.items()}
+    arms.update({name: ("electra", fraction, False) for name, fraction in GENERATOR_ARMS.items()})
+    rows: dict[str, dict[str, Any]] = {}
+    tasks = None
+    for name, (objective, fraction, every_checkpoint) in arms.items():
+        task = build_arm(objective, fraction, quick=quick, progress=progress)
+        if tasks is None:
+            tasks = build_tasks(prepare_corpus(task.config.corpus), suite,
+                                task.config.model.max_len)
+            baseline = evaluate_encoder(Encoder(task.config.model), tasks, suite)
+        step_flops = flops_per_step(task)
+        arm_started = time.perf_counter()
+        summary, _ = train_arm(task, task.config, work_dir, name)
+        seconds = time.perf_counter() - arm_started
+        checkpoints = sorted((Path(work_dir) / slug(name) / "checkpoints").glob("step-*"))
+        points = []
+        for checkpoint in checkpoints if every_checkpoint else checkpoints[-1:]:
+            state = load_checkpoint(checkpoint, task=task, model=task.model, optimizer=None,
+                                    config=None)
+            scores = evaluate_encoder(task.model.encoder, tasks, suite)
+            points.append({"step": state["step"], "train_flops": step_flops * state["step"],
+                           **scores})
+        rows[name] = {"objective": objective, "generator_fraction": fraction,
+                      "flops_per_step": step_flops, "train_seconds": seconds,
+                      "summary": summary, "checkpoints": points, "downstream": points[-1],
+                      "paper_glue": PAPER_TABLE5.get(name)}
+    return {"paper": "electra", "steps": task.config.train.steps,
+            "batch_size": task.config.train.batch_size, "suite": dataclasses.asdict(suite),
+            "random_init": baseline, "rows": rows, "seconds": time.perf_counter() - started}
+
+
+# %% [markdown]
+# ## The tables and the figure, from `results.json`
+#
+# Downstream accuracy in %, mean ± standard deviation over the fine-tuning seeds; the
+# detector's accuracy, precision and recall on held-out text where the arm has one; the
+# paper's GLUE score beside each Table 5 arm. The figure is the downstream score against
+# training compute, with the random-init encoder as a dashed line.
+
+# %%
+TASK_LABELS = {"acceptability": "acceptability", "source": "source",
+               "same_passage": "same passage"}
+
+
+def draw(results: dict[str, Any], out_dir: Path) -> None:
+    write_table(out_dir / "table.md", results_tables(results))
+    plot_compute(results, out_dir / "downstream_vs_compute.svg")
+
+
+def score_cell(scores: dict[str, Any], key: str) -> str:
+    return percent(scores[key]["mean"], scores[key]["std"])
+
+
+def results_tables(results: dict[str, Any]) -> str:
+    baseline = results["random_init"]
+    rows = {name: results["rows"][name]
+            for name in in_order(results["rows"], [*ARMS, *GENERATOR_ARMS])}
+    tasks = in_order(baseline["tasks"], TASK_LABELS)
+    labels = [TASK_LABELS.get(task, task) for task in tasks]
+    lines = [["random-init encoder", *(score_cell(baseline["tasks"], t) for t in tasks),
+              percent(baseline["score"]["mean"]), "0", "—", "—"]]
+    lines += [table_line(name, row, tasks) for name, row in rows.items()
+              if name not in GENERATOR_ARMS]
+    widths = [table_line({0.25: "1/4", 0.5: "1/2", 1.0: "1/1"}[row["generator_fraction"]], row,
+                         tasks, last=f"{row['summary']['eval_generator_accuracy']:.3f}")
+              for row in rows.values() if row["objective"] == "electra"]
+    return (f"**Table 5 at laptop scale** ({results['steps']} steps × batch "
+            f"{results['batch_size']}, same encoder for every arm; downstream accuracy in %, "
+            "mean ± std over fine-tuning seeds)\n\n"
+            + markdown_table(["model", *labels, "mean", "train TFLOPs", "disc. acc / P / R",
+                              "paper GLUE"], lines)
+            + "\n**Generator size** (ELECTRA; the paper finds 1/4–1/2 best and 1/1 worse, "
+            "Figure 3)\n\n"
+            + markdown_table(["generator width", *labels, "mean", "train TFLOPs",
+                              "disc. acc / P / R", "generator MLM acc"], widths))
+
+
+def table_line(name: str, row: dict[str, Any], tasks: list[str],
+               last: str | None = None) -> list[str]:
+    scores, summary = row["downstream"], row["summary"]
+    detection = "—"
+    if "eval_disc_accuracy" in summary:
+        detection = (f"{summary['eval_disc_accuracy']:.3f} / {summary['eval_disc_precision']:.2f}"
+                     f" / {summary['eval_disc_recall']:.2f}")
+    paper = last if last is not None else (f"{row['paper_glue']:.1f}" if row["paper_glue"]
+                                           else "—")
+    return [name, *(score_cell(scores["tasks"], t) for t in tasks),
+            percent(scores["score"]["mean"], scores["score"]["std"]),
+            f"{row['checkpoints'][-1]['train_flops'] / 1e12:.1f}", detection, paper]
+
+
+def plot_compute(results: dict[str, Any], path: Path) -> None:
+    plt = pyplot()
+    figure, axis = plt.subplots(figsize=(7, 4.2))
+    for name in in_order(results["rows"], ARMS):
+        row = results["rows"][name]
+        if name in GENERATOR_ARMS:
+            continue
+        points = [{"train_flops": 0.0, "score": results["random_init"]["score"]},
+                  *row["checkpoints"]]
+        axis.errorbar([p["train_flops"] / 1e12 for p in points],
+                      [100 * p["score"]["mean"] for p in points],
+                      yerr=[100 * p["score"]["std"] for p in points], marker="o", capsize=3,
+                      label=name)
+    axis.axhline(100 * results["random_init"]["score"]["mean"], color="gray", linestyle="--",
+                 label="random-init encoder")
+    axis.set_xlabel("training compute (TFLOPs, generator included)")
+    axis.set_ylabel("downstream score (mean accuracy, %)")
+    axis.legend(fontsize=8)
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    save_figure(figure, path)
+
+
+# %% [markdown]
+# ## Run it
+#
+# From a shell, `labnotes experiment electra` trains the seven arms (about 35 minutes on 2 CPU
+# cores) and writes `docs/results/electra/`; `labnotes experiment electra --redraw` redraws the
+# tables and the figure from the stored `results.json`. In the notebook this cell runs the
+# arms into `runs/experiment-electra/` and prints the tables.
+
+# %%
+if __name__ == "__main__":
+    import sys
+
+    notebook_out = Path("runs/experiment-electra/results")
+    run(sys.modules[__name__], notebook_out, command="labnotes experiment electra", quick=QUICK,
+        work_dir="runs/experiment-electra")
+    print((notebook_out / "table.md").read_text())
