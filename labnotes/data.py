@@ -661,6 +661,17 @@ def load_corpus(source: str | Path | None = None) -> Corpus:
 # With few documents the hash could leave one side empty. Then the document with the smallest
 # (or largest) hash moves over, which is still order-independent. Fewer than two documents
 # cannot be split at all.
+#
+# **Held out means unseen.** Different documents can still share sentences: docstrings repeat
+# boilerplate ("Default: None.", "See also ..."). On the embedded corpus 239 of the 2,332
+# validation sentences (10.2%) occur word for word in training documents, and 76 of 1,644
+# adjacent validation pairs are adjacent in training too. A model that memorised them would
+# look better than it is. So each validation document keeps only its longest stretch of
+# consecutive sentences that never occur in training (the first, if two are as long), and a
+# document with none is dropped. Cutting at a shared sentence keeps every remaining pair of
+# neighbours a real pair; keeping one stretch keeps one document one piece, so no two parts of
+# it can land on opposite sides of a later split. On the embedded corpus 679 of the 685
+# validation documents remain, with 2,060 sentences, none of them seen in training.
 
 # %%
 def _document_position(document: Document) -> float:
@@ -686,7 +697,30 @@ def split_corpus(corpus: Corpus, valid_fraction: float = 0.1) -> tuple[Corpus, C
         is_valid[positions.index(max(positions))] = False
     train = tuple(d for d, valid in zip(corpus.documents, is_valid) if not valid)
     valid = tuple(d for d, valid in zip(corpus.documents, is_valid) if valid)
-    return Corpus(f"{corpus.name}/train", train), Corpus(f"{corpus.name}/valid", valid)
+    seen = {sentence for document in train for sentence in document}
+    unseen = unseen_stretches(valid, seen)
+    if not unseen:
+        raise CorpusError(f"corpus {corpus.name!r}: every validation sentence also occurs in a "
+                          "training document, so nothing is held out; use a larger or less "
+                          "repetitive corpus")
+    return Corpus(f"{corpus.name}/train", train), Corpus(f"{corpus.name}/valid", unseen)
+
+
+def unseen_stretches(documents: Sequence[Sequence[Any]], seen: set) -> tuple:
+    """Each document's longest run of consecutive sentences not in `seen` (the first of equal
+    ones); documents without one are dropped. Sentences may be text or token-id tuples."""
+    kept = []
+    for document in documents:
+        best: tuple = ()
+        start = 0
+        for end in range(len(document) + 1):
+            if end == len(document) or document[end] in seen:
+                if end - start > len(best):
+                    best = tuple(document[start:end])
+                start = end + 1
+        if best:
+            kept.append(best)
+    return tuple(kept)
 
 
 # %% [markdown]

@@ -575,3 +575,39 @@ def test_pack_blocks_across_documents(shapes, seq_len: int) -> None:
     for before, sep, after in zip(stream, stream[1:], stream[2:]):
         if sep == SEP and before != SEP and after != SEP:
             assert key[before][0] < key[after][0]
+
+
+def test_held_out_sentences_never_occur_in_training():
+    boilerplate = "Default value is none."
+    documents = tuple((f"Document {i} starts here.", boilerplate, f"It goes on {i}.",
+                       f"It ends with number {i}.") for i in range(300))
+    train, valid = split_corpus(Corpus("boilerplate", documents), 0.2)
+    seen = {sentence for document in train.documents for sentence in document}
+    assert valid.num_documents > 0
+    assert not any(sentence in seen for document in valid.documents for sentence in document)
+    # the longest unseen stretch of each document: what follows the shared sentence
+    assert all(document[0].startswith("It goes on") and len(document) == 2
+               for document in valid.documents)
+    with pytest.raises(CorpusError, match="nothing is held out"):
+        split_corpus(Corpus("same", tuple(("One.", "Two.") for _ in range(20))), 0.2)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 12), min_size=1, max_size=8), min_size=1, max_size=12),
+       st.sets(st.integers(0, 12)))
+def test_unseen_stretches_are_the_longest_real_runs(documents, seen):
+    from labnotes.data import unseen_stretches
+
+    kept = unseen_stretches(documents, seen)
+    runs_of = [[tuple(document[i:j]) for i in range(len(document))
+                for j in range(i + 1, len(document) + 1) if not set(document[i:j]) & seen]
+               for document in documents]
+    expected = [max(runs, key=len) for runs in runs_of if runs]  # max keeps the first longest
+    assert list(kept) == expected
+
+
+def test_embedded_corpus_validation_shares_no_sentence_with_training():
+    train, valid = split_corpus(embedded_corpus(), 0.1)
+    seen = {sentence for document in train.documents for sentence in document}
+    assert not [s for document in valid.documents for s in document if s in seen]
+    assert valid.num_documents == 679 and valid.num_sentences == 2060

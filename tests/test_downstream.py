@@ -29,7 +29,7 @@ from tests.test_cli import TINY, write_small_corpus
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    data = write_small_corpus(tmp_path_factory.mktemp("corpus") / "small.txt", documents=600)
+    data = write_small_corpus(tmp_path_factory.mktemp("corpus") / "small.txt", documents=900)
     return prepare_corpus(CorpusConfig(data=str(data), vocab_size=400, seq_len=32))
 
 
@@ -126,6 +126,37 @@ def test_examples_are_what_they_claim(prepared):
     for part in (source.train, source.test):
         expected = part.documents * 3 // len(documents)  # contiguous thirds of held-out documents
         assert torch.equal(part.labels, expected)
+
+
+def test_no_test_sentence_occurs_in_the_training_half(prepared):
+    from labnotes.downstream import split_documents
+
+    documents = [list(document) for document in prepared.valid_documents]
+    train, test = split_documents(documents)
+    seen = {tuple(ids) for d in train for ids, _ in documents[d]}
+    assert test and not [d for d in test if any(tuple(ids) in seen for ids, _ in documents[d])]
+    assert set(train) == set(range(0, len(documents), 2))
+
+
+def test_same_passage_negatives_never_open_with_a_first_sentence():
+    """The first-sentence cue (a docstring's summary line appeared only as a negative's B)."""
+    from labnotes.downstream import same_passage_examples
+
+    rng = random.Random(0)
+    documents, next_id = [], 10
+    for _ in range(40):  # every sentence a distinct token, so B tells where it came from
+        length = rng.randint(2, 6)
+        documents.append([([next_id + k], [0]) for k in range(length)])
+        next_id += length
+    openers = {document[0][0][0] for document in documents}
+    examples = same_passage_examples(documents, list(range(40)), DownstreamConfig(), rng)
+    seconds = {label: [ex["ids"][ex["ids"].index(SEP_ID) + 1] for ex in examples
+                       if ex["label"] == label] for label in (0, 1)}
+    assert seconds[0] and seconds[1]
+    assert not [b for b in seconds[0] + seconds[1] if b in openers]
+    by_id = {tokens[0]: d for d, document in enumerate(documents) for tokens, _ in document}
+    assert all(by_id[ex["ids"][1]] != by_id[ex["ids"][ex["ids"].index(SEP_ID) + 1]]
+               for ex in examples if ex["label"] == 0), "a negative's B comes from another document"
 
 
 def test_too_few_documents_is_a_clear_error(tmp_path):
