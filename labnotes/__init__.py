@@ -6,7 +6,8 @@ __version__ = "0.1.0"
 # The site's pages in reading order: shared pieces, one page per paper, then each paper's
 # experiment (labnotes/experiments/). The command line's list of papers is labnotes/registry.py.
 PAGES = [
-    "data", "tokenizer", "transformer", "training", "downstream",
+    "data", "tokenizer", "transformer", "training", "downstream", "pairs",
     "mlm", "nsp", "sop", "spanbert", "electra",
-    "experiments.common", "experiments.mlm", "experiments.spanbert", "experiments.electra",
+    "experiments.common", "experiments.mlm", "experiments.nsp", "experiments.sop",
+    "experiments.spanbert", "experiments.electra",
 ]

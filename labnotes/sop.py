@@ -19,31 +19,28 @@ arXiv: 1909.11942
 # **Sentence order prediction** (SOP) removes topic from the question. A positive is the same
 # as BERT's: two consecutive segments of one document, in their order. A negative is **the
 # same two segments, swapped**. Both examples contain exactly the same words, from the same
-# document, so only the order — how one segment leads to the next — tells them apart.
+# document, so only the order — how one segment leads to the next — tells them apart. In the
+# [sentence pairs](pairs.md) page's labels, *in order* is `POSITIVE` (0) and *swapped* is
+# `NEGATIVE` (1), the numbers of ALBERT's `sentence_order_label` (Hugging Face's too).
 #
 # ALBERT's evidence is Table 5 (§4.6): a model trained with NSP is at chance on SOP (52.0%),
 # while a model trained with SOP also does well on NSP (78.9%) and on SOP itself (86.5%).
-# This page rebuilds that experiment at laptop scale, with one more column that shows *why*.
-# Everything but the swap — pairs, cutting, the head, the loss — comes from the
-# [NSP page](nsp.md).
+# The Evidence section below rebuilds that experiment at laptop scale, with one more column
+# that shows *why*. Everything but the swap — pairs, cutting, the head, the loss — comes from
+# the [sentence pairs](pairs.md) page.
 
 # %%
 from __future__ import annotations
 
 import os
 import random
-import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import torch
-
-from labnotes.nsp import (NEGATIVE, NSP_TEST_SETS, POSITIVE, Pair, PairConfig, PairSampler, SentencePairTask,
-                          apply_plan, bar_plot, build_test_set, encode_pairs, inverse_document_frequency,
-                          length_only_accuracy, overlap_features, pooled_vectors, probe_accuracy, show_pairs,
-                          truncation_plan)
-from labnotes.training import train, write_atomic, write_json
-IN_ORDER, SWAPPED = POSITIVE, NEGATIVE  # ALBERT's sentence_order_label: 1 = swapped (HF: the same)
+from labnotes.mlm import IGNORE, mask_tokens
+from labnotes.pairs import (NEGATIVE, POSITIVE, Pair, PairConfig, PairSampler, SentencePairTask,
+                            apply_plan, show_pairs, truncation_plan)
+from labnotes.training import train
 
 # %% [markdown]
 # ## The swap
@@ -55,25 +52,28 @@ IN_ORDER, SWAPPED = POSITIVE, NEGATIVE  # ALBERT's sentence_order_label: 1 = swa
 #
 # Two details differ from google-research/albert `create_pretraining_data.py`. ALBERT swaps
 # and then cuts; we cut and then swap, so that a negative holds *exactly* the tokens of a
-# positive (with our tie-breaking coin the cut treats both segments alike, so the order makes no
-# difference to the distribution). And ALBERT's chunks of a single sentence fall back to BERT's
-# random-document negatives; ours always have two sentences, so every negative is a swap.
+# positive (with the pairs page's tie-breaking coin the cut treats both segments alike, so the
+# order makes no difference to the distribution). And ALBERT's chunks of a single sentence
+# fall back to BERT's random-document negatives; ours always have two sentences, so every
+# negative is a swap. A test pair is a positive and its swapped twin.
 
 # %%
 def swapped(pair: Pair) -> Pair:
-    return Pair(pair.second, pair.first, SWAPPED)
+    return Pair(pair.second, pair.first, NEGATIVE)
 
 
 def sop_example(sampler: PairSampler, rng: random.Random) -> Pair:
     first, second, target = sampler.draw_positive(rng)
-    pair = apply_plan(first, second, truncation_plan(len(first), len(second), target, rng), IN_ORDER)
+    plan = truncation_plan(len(first), len(second), target, rng)
+    pair = apply_plan(first, second, plan, POSITIVE)
     return swapped(pair) if rng.random() < 0.5 else pair
 
 
 def sop_twins(sampler: PairSampler, rng: random.Random) -> list[Pair]:
     """A test positive and its swapped twin."""
     first, second, target = sampler.draw_positive(rng)
-    positive = apply_plan(first, second, truncation_plan(len(first), len(second), target, rng), IN_ORDER)
+    plan = truncation_plan(len(first), len(second), target, rng)
+    positive = apply_plan(first, second, plan, POSITIVE)
     return [positive, swapped(positive)]
 
 
@@ -83,21 +83,41 @@ def sop_twins(sampler: PairSampler, rng: random.Random) -> list[Pair]:
 # A swap keeps the words but exchanges the two lengths, so if A and B had different length
 # distributions, a model could answer "is the first segment the shorter one?" without
 # reading. BERT and ALBERT grow every chunk *forward*, and the sentence that carries it past
-# its target length — on average a long one — always ends up in B. The NSP page's sampler
+# its target length — on average a long one — always ends up in B. The pairs page's sampler
 # grows each chunk forward or backward at random, which puts that sentence in A or B equally
-# often ([NSP page](nsp.md), "A chunk of whole sentences"); the tests check that on documents
-# whose sentence lengths carry no order, the lengths of positives and negatives cannot be told
-# apart, and that they can with forward growth. The experiment below measures the same
-# lengths-only classifier on real text, where some order remains in the text itself (a
-# docstring's first sentence, a short summary, is always in A).
+# often ([chunks](pairs.md#a-chunk-of-whole-sentences-split-at-a-random-boundary)); the tests
+# check that on documents whose sentence lengths carry no order, the lengths of positives and
+# negatives cannot be told apart, and that they can with forward growth.
+#
+# Real text keeps an order of its own, and on our corpus two-way growth makes one such cue
+# *stronger*. A docstring begins with a short summary line, so when A starts a document a short
+# first segment hints at the true order. A backward chunk stops at its target or at the top of
+# its document, and in a short document that is often the top: A starts a document in 48.9% of
+# our in-order pairs against 33.8% with forward growth. So a classifier that sees only the two
+# lengths gets 56.4% on SOP with our chunks against 54.4% with forward-grown ones
+# ([the experiment](experiments.sop.md)). Two-way growth removes the cue that the construction
+# adds, not the one that the text brings, and on this corpus it gives that one more room.
+
+# %% [markdown]
+# ## The task
+#
+# The pairs page's task with SOP examples and test pairs. The masked words are BERT's (the MLM
+# page's `mask_tokens`); ALBERT masks n-grams of up to three words instead (§4.1), which we
+# leave out so that the sentence loss is the only difference from the NSP page.
+# `eval_sentence_accuracy` is the head's accuracy on the `sop` test pairs. `test_sets`
+# replaces the test sets: the SOP experiment adds the NSP page's, to score every model on both.
 
 # %%
-SOP_TEST_SETS = {**NSP_TEST_SETS, "sop": sop_twins}
+SOP_TEST_SETS: dict[str, Callable] = {"sop": sop_twins}
 
 
-def SOPTask(config: PairConfig) -> SentencePairTask:
-    """The NSP page's task with SOP examples, evaluated on the NSP and the SOP test sets."""
-    return SentencePairTask(config, paper="sop", make_example=sop_example, test_sets=SOP_TEST_SETS)
+class SOPTask(SentencePairTask):
+    """ALBERT's sentence order prediction, trained beside masked words."""
+
+    def __init__(self, config: PairConfig, test_sets: dict[str, Callable] | None = None) -> None:
+        super().__init__(config, paper="sop", make_example=sop_example,
+                         test_sets=SOP_TEST_SETS if test_sets is None else test_sets,
+                         mask_tokens=mask_tokens, ignore=IGNORE)
 
 
 # %% [markdown]
@@ -111,19 +131,21 @@ QUICK = os.environ.get("LABNOTES_QUICK") == "1"
 
 if __name__ == "__main__":
     demo = PairConfig()
-    if QUICK:
-        demo.train.steps, demo.train.eval_every, demo.eval_pairs = 20, 10, 50
+    if QUICK:  # LABNOTES_QUICK=1: a few steps, to check the notebook runs
+        demo.train.steps = demo.train.eval_every = 20
+        demo.eval_pairs = 64
     demo_task = SOPTask(demo)
-    print(train(demo_task, demo.train, "runs/sop-notebook", resume=False))
+    # overwrite: the notebook trains afresh each time it runs
+    print(train(demo_task, demo.train, Path("runs/sop-notebook"), overwrite=True))
     show_pairs(demo_task, demo_task.test_sets["sop"], names=("in order", "swapped"))
 
 
 # %% [markdown]
 # ## Evidence: ALBERT's Table 5, small
 #
-# `labnotes experiment sop` trains three models that differ only in their sentence loss —
-# none (MLM only), NSP, SOP — with the same corpus, encoder, seed and number of steps, and
-# measures each on held-out documents:
+# [The experiment](experiments.sop.md) (`labnotes experiment sop`) trains three models that
+# differ only in their sentence loss — none (MLM only), NSP, SOP — with the same corpus,
+# encoder, seed and number of steps, and measures each on held-out documents:
 #
 # - **MLM**: masked-word accuracy on the same masked pairs for every model;
 # - **NSP**: the `nsp` test pairs (negatives from another document);
@@ -162,111 +184,9 @@ if __name__ == "__main__":
 # moment early in training; one seed each cannot rank them, and the paper's three rows are
 # within a point of each other.
 #
-# One number needs a word: **lengths only** reaches 56.4% on SOP. That is a property of this
-# corpus, not of the pairs: a docstring begins with a short summary line, so when a pair starts
-# at the top of a document a short first segment hints at the true order. The tests check that
+# One number needs a word: **lengths only** reaches 56.4% on SOP, more than the 54.4% it gets
+# with BERT's and ALBERT's forward-grown chunks. That cue comes from the text, made larger by
+# our two-way growth (see "Why the lengths must not give the order away" above): a docstring's
+# short summary line, at the top of its document, hints at the true order. The tests check that
 # the construction adds no such cue on text that has none, and the SOP model (73.5%) is far
 # above it.
-
-# %%
-ARMS = {  # row name -> (losses, example function, task name)
-    "MLM only": ("mlm", sop_example, "sop"),
-    "MLM + NSP": ("mlm+sentence", None, "nsp"),
-    "MLM + SOP": ("mlm+sentence", sop_example, "sop"),
-}
-PAPER_TABLE_5 = {  # arXiv:1909.11942, Table 5 (ALBERT-base): intrinsic accuracy, %
-    "MLM only": {"mlm": 54.9, "nsp": 52.4, "sop": 53.3},
-    "MLM + NSP": {"mlm": 54.5, "nsp": 90.5, "sop": 52.0},
-    "MLM + SOP": {"mlm": 54.0, "nsp": 78.9, "sop": 86.5},
-}
-COLUMNS = {"nsp": "NSP", "sop": "SOP", "nsp_same_document": "NSP, same-document negatives"}
-
-
-def run_experiment(out_dir: Path | str, *, quick: bool = False, progress: bool = True,
-                   work_dir: Path | str = "runs/experiment-sop") -> dict[str, Any]:
-    out_dir, work_dir = Path(out_dir), Path(work_dir)
-    rows, probes = {}, {}
-    for name, (losses, example, paper) in ARMS.items():
-        config = PairConfig(losses=losses)
-        config.train.progress = progress
-        if quick:
-            config.train.steps, config.train.eval_every, config.train.checkpoint_every = 30, 15, 30
-            config.eval_pairs = 200
-        extra = {"make_example": example} if example else {}
-        task = SentencePairTask(config, paper=paper, test_sets=SOP_TEST_SETS, **extra)
-        run_dir = work_dir / ("quick" if quick else "full") / name.lower().replace(" + ", "-").replace(" ", "-")
-        if run_dir.exists():
-            shutil.rmtree(run_dir)  # an experiment always starts afresh
-        rows[name] = train(task, config.train, run_dir)
-        probes[name] = probe_all(task, count=config.eval_pairs)
-    baselines = order_blind_baselines(task, count=config.eval_pairs)
-    results = {"paper": "sop", "rows": rows, "probes": probes, "baselines": baselines,
-               "paper_table_5": PAPER_TABLE_5, "quick": quick,
-               "test_pairs": {name: len(pairs) for name, pairs in task.test_sets.items()}}
-    write_json(out_dir / "results.json", results)
-    write_atomic(out_dir / "table.md", lambda tmp: tmp.write_text(table_5(results)))
-    heads = {name: {key: row[f"eval_{key}_accuracy"] for key in COLUMNS} for name, row in rows.items()}
-    bar_plot(heads, COLUMNS, out_dir / "accuracy.svg", title="held-out accuracy of each model's own sentence head",
-             reference={name: {key: value / 100 for key, value in row.items() if key in COLUMNS}
-                        for name, row in PAPER_TABLE_5.items()}, reference_label="ALBERT, Table 5")
-    return results
-
-
-def probe_all(task: SentencePairTask, count: int) -> dict[str, float]:
-    """Linear probe on the frozen pooled vector, one per test set: fit on training documents."""
-    device = next(task.model.parameters()).device
-    task.model.eval()
-    result = {}
-    for index, (name, twins) in enumerate(SOP_TEST_SETS.items()):
-        fit = build_test_set(task.train_pairs, twins, count, seed=3000 + index)
-        held_out = task.test_sets[name]
-        result[name] = probe_accuracy(
-            pooled_vectors(task.model, encode_pairs(task.train_pairs, fit), device),
-            torch.tensor([p.label for p in fit]),
-            pooled_vectors(task.model, encode_pairs(task.valid_pairs, held_out), device),
-            torch.tensor([p.label for p in held_out]))
-    task.model.train()
-    return result
-
-
-def order_blind_baselines(task: SentencePairTask, count: int) -> dict[str, dict[str, float]]:
-    """Lengths only (our chunks and BERT/ALBERT's forward-grown ones) and bag-of-words overlap."""
-    result: dict[str, dict[str, float]] = {"lengths only": {}, "lengths only, chunks grown forward": {},
-                                           "bag-of-words overlap": {}}
-    for row, grow in (("lengths only", "both"), ("lengths only, chunks grown forward", "forward")):
-        samplers = [PairSampler(sampler.documents, sampler.max_tokens, grow=grow, index_runs=False)
-                    for sampler in (task.train_pairs, task.valid_pairs)]
-        rng = random.Random(11)
-        fit, held_out = ([sop_example(sampler, rng) for _ in range(20 * count)] for sampler in samplers)
-        result[row]["sop"] = length_only_accuracy(fit, held_out)
-    idf = inverse_document_frequency(task.train_pairs, task.tokenizer.vocab_size)
-    for index, (name, twins) in enumerate(SOP_TEST_SETS.items()):
-        fit, held_out = build_test_set(task.train_pairs, twins, count, seed=4000 + index), task.test_sets[name]
-        result["bag-of-words overlap"][name] = probe_accuracy(
-            overlap_features(task.train_pairs, fit, idf), torch.tensor([p.label for p in fit]),
-            overlap_features(task.valid_pairs, held_out, idf), torch.tensor([p.label for p in held_out]))
-    return result
-
-
-def table_5(results: dict[str, Any]) -> str:
-    percent = lambda value: f"{100 * value:.1f}"
-    paper = lambda name, key: f"{PAPER_TABLE_5[name][key]:.1f}" if name in PAPER_TABLE_5 else "—"
-    lines = ["**Each model's own sentence head** (held-out accuracy, %; in brackets: ALBERT Table 5)", "",
-             "| trained with | MLM | NSP | SOP | NSP, same-document negatives |", "|---|---|---|---|---|"]
-    for name, row in results["rows"].items():
-        lines.append(f"| {name} | {percent(row['eval_mlm_accuracy'])} ({paper(name, 'mlm')}) | "
-                     f"{percent(row['eval_nsp_accuracy'])} ({paper(name, 'nsp')}) | "
-                     f"{percent(row['eval_sop_accuracy'])} ({paper(name, 'sop')}) | "
-                     f"{percent(row['eval_nsp_same_document_accuracy'])} |")
-    lines += ["", "**Linear probe on the frozen pooled vector, and classifiers that never read the text in order**"
-              " (held-out accuracy, %)", "", "| features | NSP | SOP | NSP, same-document negatives |",
-              "|---|---|---|---|"]
-    for name, row in results["probes"].items():
-        lines.append(f"| pooled vector, {name} | " + " | ".join(percent(row[key]) for key in COLUMNS) + " |")
-    for name, row in results["baselines"].items():
-        lines.append(f"| {name} | " + " | ".join(percent(row[key]) if key in row else "—" for key in COLUMNS) + " |")
-    sizes = results["test_pairs"]
-    lines += ["", f"Test pairs from held-out documents: NSP {sizes['nsp']}, SOP {sizes['sop']}, same-document NSP "
-              f"{sizes['nsp_same_document']}, half of them negatives; a 95% interval is about ±"
-              f"{100 * 1.96 * (0.25 / sizes['nsp']) ** 0.5:.1f} points. Chance is 50.0."]
-    return "\n".join(lines) + "\n"

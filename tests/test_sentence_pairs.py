@@ -1,4 +1,5 @@
-"""NSP and SOP: pair construction (hypothesis), no length shortcut (KS tests), padding, HF heads, CLI."""
+"""NSP and SOP: pair construction (hypothesis), no length shortcut (KS tests), padding, HF heads,
+the two tasks, CLI."""
 
 import json
 import math
@@ -11,21 +12,26 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy.stats import ks_2samp
 
+from labnotes import nsp, pairs, sop
 from labnotes.cli import main
-from labnotes.data import CorpusError
-from labnotes.nsp import (IS_NEXT, NOT_NEXT, PairSampler, SentencePairModel, apply_plan, bert_nsp_example,
-                          encode_pairs, length_only_accuracy, nsp_example, nsp_twins, same_document_twins,
-                          truncation_plan, usable_documents)
-from labnotes.sop import IN_ORDER, SWAPPED, sop_example, sop_twins, swapped
+from labnotes.data import CorpusConfig, CorpusError
+from labnotes.experiments.nsp import bert_nsp_example, length_only_accuracy
+from labnotes.experiments.sop import TEST_SETS
+from labnotes.nsp import NSPTask, nsp_example, nsp_twins, same_document_twins
+from labnotes.pairs import (NEGATIVE, POSITIVE, PairConfig, PairSampler, SentencePairModel,
+                            apply_plan, encode_pairs, truncation_plan, usable_documents)
+from labnotes.registry import PAPERS
+from labnotes.sop import SOPTask, sop_example, sop_twins, swapped
 from labnotes.tokenizer import CLS_ID, PAD_ID, SEP_ID
-from labnotes.training import read_metrics
+from labnotes.training import TrainConfig, read_metrics, train
 from labnotes.transformer import EncoderConfig
 
-TINY = ["--set", "dim=32", "--set", "ffn_dim=64", "--set", "layers=1", "--set", "corpus.vocab_size=400",
-        "--no-progress"]
+TINY = ["--set", "dim=32", "--set", "ffn_dim=64", "--set", "layers=1",
+        "--set", "corpus.vocab_size=400", "--no-progress"]
 
 documents_strategy = st.lists(  # documents -> sentences -> token ids (ordinary tokens only)
-    st.lists(st.lists(st.integers(5, 60), min_size=0, max_size=14), min_size=0, max_size=7), min_size=2, max_size=8)
+    st.lists(st.lists(st.integers(5, 60), min_size=0, max_size=14), min_size=0, max_size=7),
+    min_size=2, max_size=8)
 
 
 def binomial_bound(n: int, p: float = 0.5, z: float = 5.0) -> float:
@@ -39,7 +45,7 @@ def check_pair(sampler: PairSampler, pair, max_tokens: int) -> None:
         assert 0 <= segment.start < segment.end <= len(sampler.tokens[segment.document])
 
 
-# --------------------------------------------------------------------------- construction properties
+# ------------------------------------------------------------------------- construction properties
 
 
 @settings(max_examples=60, deadline=None)
@@ -58,23 +64,29 @@ def test_pair_invariants(documents, max_tokens, short, grow, seed):
         pair = nsp_example(sampler, rng)
         check_pair(sampler, pair, max_tokens)
         first_sentence_end = sampler.offsets[pair.second.document][1]
-        if pair.label == NOT_NEXT:
-            assert pair.second.document != pair.first.document, "an NSP negative comes from another document"
-            assert pair.second.start >= first_sentence_end, "and never starts at that document's first sentence"
+        if pair.label == NEGATIVE:
+            assert pair.second.document != pair.first.document, \
+                "an NSP negative comes from another document"
+            assert pair.second.start >= first_sentence_end, \
+                "and never starts at that document's first sentence"
         else:
-            assert pair.second.document == pair.first.document and pair.first.end <= pair.second.start
+            assert pair.second.document == pair.first.document
+            assert pair.first.end <= pair.second.start
             assert pair.second.start >= first_sentence_end
         # SOP: the same draws, then the swap
         state = rng.getstate()
         example = sop_example(sampler, rng)
         rng.setstate(state)
         first, second, target = sampler.draw_positive(rng)
-        positive = apply_plan(first, second, truncation_plan(len(first), len(second), target, rng), IN_ORDER)
+        plan = truncation_plan(len(first), len(second), target, rng)
+        positive = apply_plan(first, second, plan, POSITIVE)
         rng.random()
         check_pair(sampler, example, max_tokens)
-        assert len(positive.first) + len(positive.second) <= target, "never longer than its own target"
-        assert example == (swapped(positive) if example.label == SWAPPED else positive)
-        assert positive.first.document == positive.second.document and positive.first.end <= positive.second.start
+        assert len(positive.first) + len(positive.second) <= target, \
+            "never longer than its own target"
+        assert example == (swapped(positive) if example.label == NEGATIVE else positive)
+        assert positive.first.document == positive.second.document
+        assert positive.first.end <= positive.second.start
 
 
 @settings(max_examples=30, deadline=None)
@@ -83,7 +95,8 @@ def test_encoding_matches_the_segments(documents, max_tokens, seed):
     assume(sum(1 for d in documents if sum(1 for s in d if s) >= 2) >= 2)
     sampler = PairSampler(documents, max_tokens, min_documents=2)
     rng = random.Random(seed)
-    pairs = [nsp_example(sampler, rng) for _ in range(6)] + [sop_example(sampler, rng) for _ in range(6)]
+    pairs = [nsp_example(sampler, rng) for _ in range(6)]
+    pairs += [sop_example(sampler, rng) for _ in range(6)]
     batch = encode_pairs(sampler, pairs)
     for row, pair in enumerate(pairs):
         ids, segments = batch["input_ids"][row].tolist(), batch["segment_ids"][row].tolist()
@@ -93,14 +106,17 @@ def test_encoding_matches_the_segments(documents, max_tokens, seed):
         assert all(token == PAD_ID for token in ids[length:])
         seps = [i for i, token in enumerate(ids) if token == SEP_ID]
         assert len(seps) == 2 and seps[0] == len(a) + 1
-        assert segments == [0] * (seps[0] + 1) + [1] * (seps[1] - seps[0]) + [0] * (len(ids) - seps[1] - 1)
+        assert segments == ([0] * (seps[0] + 1) + [1] * (seps[1] - seps[0])
+                            + [0] * (len(ids) - seps[1] - 1))
         assert batch["padding_mask"][row].tolist() == [i < length for i in range(len(ids))]
-        assert batch["special_tokens_mask"][row].tolist() == [t in (CLS_ID, SEP_ID, PAD_ID) for t in ids]
+        special = [t in (CLS_ID, SEP_ID, PAD_ID) for t in ids]
+        assert batch["special_tokens_mask"][row].tolist() == special
         assert batch["sentence_labels"][row] == pair.label
 
 
 def synthetic_documents(count: int, seed: int, *, short_first: bool = True, mirrored: bool = False):
-    """Documents whose first sentence is short (like a docstring's summary), or a mirrored corpus."""
+    """Documents whose first sentence is short (like a docstring's summary), or a mirrored
+    corpus."""
     rng = random.Random(seed)
     documents = []
     for _ in range(count):
@@ -127,7 +143,7 @@ def test_nsp_negatives_in_a_two_document_corpus_come_from_the_other_one():
     rng = random.Random(0)
     for _ in range(300):
         pair = nsp_example(sampler, rng)
-        assert (pair.second.document != pair.first.document) == (pair.label == NOT_NEXT)
+        assert (pair.second.document != pair.first.document) == (pair.label == NEGATIVE)
 
 
 def test_test_sets_are_twins_with_equal_lengths():
@@ -141,12 +157,14 @@ def test_test_sets_are_twins_with_equal_lengths():
                 continue
             made += 1
             positive, negative = twins
-            assert (positive.label, negative.label) == (0, 1)
-            assert {len(positive.first), len(positive.second)} == {len(negative.first), len(negative.second)}
+            assert (positive.label, negative.label) == (POSITIVE, NEGATIVE)
+            assert {len(positive.first), len(positive.second)} == \
+                {len(negative.first), len(negative.second)}
             if make is same_document_twins:
                 assert negative.second.document == positive.first.document
                 assert negative.second.start != positive.second.start
-                assert negative.second.end <= negative.first.start or negative.second.start >= negative.first.end
+                assert negative.second.end <= negative.first.start \
+                    or negative.second.start >= negative.first.end
         assert made > 50
 
 
@@ -156,7 +174,8 @@ def test_test_sets_are_twins_with_equal_lengths():
 def length_features(sampler, pairs):
     batch = encode_pairs(sampler, pairs)
     sep = (batch["input_ids"] == SEP_ID).int().argmax(1)  # position of the first [SEP]
-    return {"A": [len(p.first) for p in pairs], "B": [len(p.second) for p in pairs], "[SEP]": sep.tolist()}
+    return {"A": [len(p.first) for p in pairs], "B": [len(p.second) for p in pairs],
+            "[SEP]": sep.tolist()}
 
 
 def length_leak(sampler_train, sampler_test, example, n=6000, seed=0):
@@ -171,7 +190,8 @@ def length_leak(sampler_train, sampler_test, example, n=6000, seed=0):
 
 
 def test_nsp_lengths_do_not_tell_positives_from_negatives():
-    """Holds on any text: a negative B is a same-length run. BERT's own negatives fail both tests."""
+    """Holds on any text: a negative B is a same-length run. BERT's own negatives fail both
+    tests."""
     train, test = (PairSampler(synthetic_documents(300, seed), 61) for seed in (3, 4))
     p_value, accuracy = length_leak(train, test, nsp_example)
     assert p_value > 1e-3
@@ -199,7 +219,8 @@ def test_sop_lengths_do_not_tell_order_when_the_text_does_not():
 
 def test_cls_prediction_does_not_depend_on_padding():
     torch.manual_seed(0)
-    model = SentencePairModel(EncoderConfig(vocab_size=100, dim=32, ffn_dim=64, layers=2, num_segments=2)).eval()
+    config = EncoderConfig(vocab_size=100, dim=32, ffn_dim=64, layers=2, num_segments=2)
+    model = SentencePairModel(config).eval()
     sampler = PairSampler(synthetic_documents(20, 6, short_first=False), 20)
     rng = random.Random(0)
     pairs = [nsp_example(sampler, rng) for _ in range(8)]
@@ -207,7 +228,8 @@ def test_cls_prediction_does_not_depend_on_padding():
     ids = batch["input_ids"] % 100
     wide = encode_pairs(sampler, pairs, length=ids.shape[1] + 7)
     garbage = torch.randint(5, 100, wide["input_ids"].shape)
-    wide_ids = torch.where(wide["padding_mask"], wide["input_ids"] % 100, garbage)  # padding holds random tokens
+    # the padding holds random tokens
+    wide_ids = torch.where(wide["padding_mask"], wide["input_ids"] % 100, garbage)
 
     def logits(input_ids, segments, mask):
         with torch.no_grad():
@@ -225,10 +247,11 @@ def test_the_hidden_word_cannot_leak_into_its_prediction():
     """Change the answer behind a [MASK] (and the sentence label): the predictions must not move;
     change a visible word: they must (so the test can fail)."""
     from labnotes.mlm import IGNORE, mask_tokens
-    from labnotes.nsp import pair_losses
+    from labnotes.pairs import pair_losses
 
     torch.manual_seed(0)
-    model = SentencePairModel(EncoderConfig(vocab_size=401, dim=32, ffn_dim=64, layers=2, num_segments=2)).eval()
+    config = EncoderConfig(vocab_size=401, dim=32, ffn_dim=64, layers=2, num_segments=2)
+    model = SentencePairModel(config).eval()
     sampler = PairSampler(synthetic_documents(20, 6, short_first=False), 30)
     rng = random.Random(1)
     batch = encode_pairs(sampler, [nsp_example(sampler, rng) for _ in range(6)])
@@ -242,7 +265,7 @@ def test_the_hidden_word_cannot_leak_into_its_prediction():
         with torch.no_grad():
             hidden = model(inputs, batch["segment_ids"], batch["padding_mask"])
             loss, _ = pair_losses(model, {**batch, "input_ids": inputs, "labels": labels,
-                                          "sentence_labels": sentence_labels}, True, True)
+                                          "sentence_labels": sentence_labels}, True, True, IGNORE)
         return model.mlm_head(hidden[labels != IGNORE]), model.sentence_logits(hidden), loss
 
     inputs, labels = masked(original)
@@ -253,7 +276,8 @@ def test_the_hidden_word_cannot_leak_into_its_prediction():
     inputs_changed, labels_changed = masked(changed)
     assert torch.equal(inputs_changed, inputs) and not torch.equal(labels_changed, labels)
     words, sentences, _ = predictions(inputs, labels, batch["sentence_labels"])
-    words_changed, sentences_changed, _ = predictions(inputs_changed, labels_changed, 1 - batch["sentence_labels"])
+    words_changed, sentences_changed, _ = predictions(inputs_changed, labels_changed,
+                                                      1 - batch["sentence_labels"])
     torch.testing.assert_close(words_changed, words, atol=0, rtol=0)
     torch.testing.assert_close(sentences_changed, sentences, atol=0, rtol=0)
     visible = (labels == IGNORE) & batch["padding_mask"] & ~batch["special_tokens_mask"]
@@ -274,8 +298,9 @@ def test_pooler_and_head_match_huggingface_bert():
     theirs.dense.load_state_dict(ours.pooler.state_dict())
     hidden = torch.randn(4, 7, 16)
     torch.testing.assert_close(ours.pooled(hidden), theirs(hidden))
-    # label convention: HF's next_sentence_label 0 = B continues A, ALBERT's sentence_order_label 1 = swapped
-    assert (IS_NEXT, NOT_NEXT, IN_ORDER, SWAPPED) == (0, 1, 0, 1)
+    # label convention: HF's next_sentence_label 0 = B continues A (IsNext), ALBERT's
+    # sentence_order_label 1 = swapped: the same numbers for both papers
+    assert (POSITIVE, NEGATIVE) == (0, 1)
 
 
 def test_usable_documents_skips_and_counts():
@@ -290,31 +315,44 @@ def test_usable_documents_skips_and_counts():
 
 def write_story_corpus(path: Path, documents: int = 200, seed: int = 0) -> Path:
     """Each document is a small story on one of a few topics (its own words), told in order:
-    a topic lets NSP tell documents apart, the order words (first ... finally) let SOP tell order."""
+    a topic lets NSP tell documents apart, the order words (first ... finally) let SOP tell
+    order. A random day in each sentence keeps validation sentences out of the training
+    documents (the data page holds out only sentences that training never saw)."""
     rng = random.Random(seed)
-    topics = [(["the cat", "a small dog", "the horse"], ["the red ball", "a bone"], ["in the garden", "on the farm"]),
-              (["the baker", "the cook"], ["the bread", "a cake", "the oven"], ["in the kitchen", "at the market"]),
-              (["the sailor", "a fisherman"], ["the boat", "a net", "the fish"], ["by the sea", "at the harbour"]),
-              (["the teacher", "a pupil"], ["the book", "a pencil", "the map"], ["at the school", "in class"]),
-              (["the pilot", "a mechanic"], ["the plane", "a wing"], ["at the airport", "in the hangar"])]
-    steps = ["first {w} finds {o} {p}.", "then {w} carries {o} {p}.", "after that {w} cleans {o} slowly.",
-             "later {w} shows {o} to a friend {p}.", "finally {w} leaves {o} {p}."]
+    topics = [  # (who, what, where)
+        (["the cat", "a small dog", "the horse"], ["the red ball", "a bone"],
+         ["in the garden", "on the farm"]),
+        (["the baker", "the cook"], ["the bread", "a cake", "the oven"],
+         ["in the kitchen", "at the market"]),
+        (["the sailor", "a fisherman"], ["the boat", "a net", "the fish"],
+         ["by the sea", "at the harbour"]),
+        (["the teacher", "a pupil"], ["the book", "a pencil", "the map"],
+         ["at the school", "in class"]),
+        (["the pilot", "a mechanic"], ["the plane", "a wing"], ["at the airport", "in the hangar"]),
+    ]
+    steps = ["first {w} finds {o} {p} on day {d}.", "then {w} carries {o} {p} on day {d}.",
+             "after that {w} cleans {o} slowly on day {d}.",
+             "later {w} shows {o} to a friend {p} on day {d}.",
+             "finally {w} leaves {o} {p} on day {d}."]
     docs = []
     for _ in range(documents):
         who, what, places = rng.choice(topics)
         middle = sorted(rng.sample(range(1, 4), rng.randint(1, 3)))
-        sentences = [steps[i].format(w=rng.choice(who), o=rng.choice(what), p=rng.choice(places))
+        sentences = [steps[i].format(w=rng.choice(who), o=rng.choice(what), p=rng.choice(places),
+                                     d=rng.randint(1, 999))
                      for i in [0, *middle, 4]]
         docs.append(" ".join(s[0].upper() + s[1:] for s in sentences))
     path.write_text("\n\n".join(docs) + "\n", encoding="utf-8")
     return path
 
 
-def train_on_stories(tmp_path: Path, paper: str, steps: int, *extra: str) -> tuple[dict, list[dict], Path]:
+def train_on_stories(tmp_path: Path, paper: str, steps: int,
+                     *extra: str) -> tuple[dict, list[dict], Path]:
     data = write_story_corpus(tmp_path / "stories.txt")
     out = tmp_path / paper
-    code = main(["train", paper, "--data", str(data), "--steps", str(steps), "--batch-size", "32", "--seq-len", "40",
-                 "--out", str(out), "--set", f"eval_every={steps // 2}", "--set", "eval_pairs=150", "--set", "lr=3e-3",
+    code = main(["train", paper, "--data", str(data), "--steps", str(steps), "--batch-size", "32",
+                 "--seq-len", "40", "--out", str(out), "--set", f"eval_every={steps // 2}",
+                 "--set", "eval_pairs=150", "--set", "lr=3e-3",
                  "--set", "warmup_steps=20", *TINY, *extra])
     assert code == 0
     for name in ("metrics.jsonl", "summary.json", "model.safetensors", "config.json"):
@@ -347,7 +385,8 @@ def test_train_nsp_jointly_with_mlm_lowers_the_loss(tmp_path):
 @pytest.mark.slow
 def test_sop_on_the_embedded_corpus_beats_chance(tmp_path):
     out = tmp_path / "run"
-    assert main(["train", "sop", "--steps", "400", "--batch-size", "64", "--out", str(out), "--no-progress",
+    assert main(["train", "sop", "--steps", "400", "--batch-size", "64", "--out", str(out),
+                 "--no-progress",
                  "--set", "eval_every=200",
                  "--set", "eval_pairs=500"]) == 0
     summary = json.loads((out / "summary.json").read_text())
@@ -356,8 +395,10 @@ def test_sop_on_the_embedded_corpus_beats_chance(tmp_path):
 
 def test_corpus_without_pairs_is_a_clear_error(tmp_path, capsys):
     one_sentence_each = tmp_path / "short.txt"
-    one_sentence_each.write_text("\n\n".join(f"Document number {i} has a single sentence only." for i in range(30)))
-    assert main(["train", "nsp", "--data", str(one_sentence_each), "--out", str(tmp_path / "run"), *TINY]) == 1
+    one_sentence_each.write_text("\n\n".join(f"Document number {i} has a single sentence only."
+                                             for i in range(30)))
+    assert main(["train", "nsp", "--data", str(one_sentence_each), "--out", str(tmp_path / "run"),
+                 *TINY]) == 1
     err = capsys.readouterr().err
     assert "0 document(s) with at least two sentences" in err and "shorter one(s)" in err
     assert not (tmp_path / "run").exists()
@@ -365,9 +406,13 @@ def test_corpus_without_pairs_is_a_clear_error(tmp_path, capsys):
 
 def test_too_short_sequences_are_refused(tmp_path, capsys):
     data = write_story_corpus(tmp_path / "stories.txt", documents=30)
-    assert main(["train", "sop", "--data", str(data), "--seq-len", "4", "--out", str(tmp_path / "run"), *TINY]) == 1
-    assert "room for at least 2 tokens" in capsys.readouterr().err
+    assert main(["train", "sop", "--data", str(data), "--seq-len", "4",
+                 "--out", str(tmp_path / "run"), *TINY]) == 2
+    # the data page's rule comes first
+    assert "seq_len must be at least 8 tokens (got 4)" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+    with pytest.raises(ValueError, match="room for at least 2 tokens besides"):  # the sampler's own
+        PairSampler(synthetic_documents(5, 0), max_tokens=1)
 
 
 def test_eval_reads_a_sop_run_folder(tmp_path, capsys):
@@ -375,18 +420,57 @@ def test_eval_reads_a_sop_run_folder(tmp_path, capsys):
     capsys.readouterr()
     assert main(["eval", "sop", "--checkpoint", str(out)]) == 0
     result = json.loads(capsys.readouterr().out)
-    for key in ("eval_sop_accuracy", "eval_nsp_accuracy", "eval_mlm_loss"):
+    for key in ("eval_sop_accuracy", "eval_sentence_accuracy", "eval_mlm_loss"):
         assert result[key] == pytest.approx(summary[key], rel=1e-6)
 
 
 def test_two_sentence_documents_train_without_the_same_document_test_set(tmp_path, capsys):
     rng = random.Random(0)
     data = tmp_path / "pairs.txt"
-    data.write_text("\n\n".join(f"The {rng.choice(['cat', 'dog', 'bird'])} number {i} sleeps. It wakes up at noon."
+    data.write_text("\n\n".join(f"The {rng.choice(['cat', 'dog', 'bird'])} number {i} sleeps. "
+                                f"It wakes up after {i + 1} hours."  # no sentence repeats
                                 for i in range(80)))
     out = tmp_path / "run"
-    assert main(["train", "nsp", "--data", str(data), "--steps", "3", "--batch-size", "8", "--seq-len", "32",
-                 "--out", str(out), "--set", "eval_pairs=20", *TINY]) == 0
+    assert main(["train", "nsp", "--data", str(data), "--steps", "3", "--batch-size", "8",
+                 "--seq-len", "32", "--out", str(out), "--set", "eval_pairs=20", *TINY]) == 0
     assert "cannot make nsp_same_document test pairs" in capsys.readouterr().err
     summary = json.loads((out / "summary.json").read_text())
     assert "eval_nsp_accuracy" in summary and "eval_nsp_same_document_accuracy" not in summary
+
+
+# --------------------------------------------------------------------------- the two tasks
+
+
+def test_each_paper_has_its_own_task_class_on_the_shared_page():
+    for name, module in (("nsp", nsp), ("sop", sop)):
+        task = getattr(module, PAPERS[name].task)
+        assert isinstance(task, type) and issubclass(task, pairs.SentencePairTask)
+        assert getattr(module, PAPERS[name].config) is pairs.PairConfig
+
+
+def tiny_pair_config(data: Path) -> PairConfig:
+    return PairConfig(corpus=CorpusConfig(data=str(data), seq_len=40, vocab_size=400),
+                      model=EncoderConfig(dim=32, ffn_dim=64, layers=1, num_segments=2),
+                      train=TrainConfig(steps=2, batch_size=8, eval_every=2, checkpoint_every=2,
+                                        progress=False),
+                      eval_pairs=20)
+
+
+def test_a_task_scores_the_test_sets_it_is_given_in_the_experiments_order(tmp_path):
+    """The SOP experiment scores every arm on both papers' test pairs; their seeds follow the
+    order nsp, nsp_same_document, sop, so that order is part of the stored results."""
+    assert list(TEST_SETS) == ["nsp", "nsp_same_document", "sop"]
+    config = tiny_pair_config(write_story_corpus(tmp_path / "stories.txt"))
+    task = SOPTask(config, test_sets=TEST_SETS)
+    result = task.evaluate(task.model, torch.device("cpu"))
+    assert {f"eval_{name}_accuracy" for name in TEST_SETS} <= set(result)
+    assert result["eval_sentence_accuracy"] == result["eval_sop_accuracy"]
+    assert "eval_nsp_accuracy" not in SOPTask(config).evaluate(task.model, torch.device("cpu"))
+
+
+def test_the_demo_trains_twice_in_the_same_folder(tmp_path):
+    """The pages' demo cells train with overwrite=True: a notebook runs twice in a row."""
+    config = tiny_pair_config(write_story_corpus(tmp_path / "stories.txt"))
+    for _ in range(2):
+        summary = train(NSPTask(config), config.train, tmp_path / "demo", overwrite=True)
+        assert summary["steps"] == 2
