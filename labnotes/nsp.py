@@ -58,8 +58,12 @@ from labnotes.training import train
 #   gives such pairs to a classifier that sees nothing but the two lengths;
 # - the edges: a random B may start at a document's first sentence, which a true B never does.
 #
+# - the document's end: a true B often runs to the end of its document, a random run less
+#   often, so "B closes a document" would say *IsNext*.
+#
 # Our rule: a random B is a run of **whole consecutive sentences of another document, never
-# starting at its first sentence, with exactly as many tokens as the true B it replaces**.
+# starting at its first sentence, with exactly as many tokens as the true B it replaces, and
+# ending its document exactly when the true B does**.
 # Then the same cut is applied. Positive and negative pairs have the same lengths, the same
 # `[SEP]` position, and their segments start and end at sentence boundaries in the same way;
 # only the content differs. The sampler indexes every such run of the corpus by its length
@@ -67,6 +71,10 @@ from labnotes.training import train
 # draw is a lookup.
 
 # %%
+def ends_document(sampler: PairSampler, segment: Segment) -> bool:
+    return segment.end == len(sampler.tokens[segment.document])
+
+
 def nsp_example(sampler: PairSampler, rng: random.Random) -> Pair:
     """BERT's example: B follows A (POSITIVE) or, half of the time, B is from another
     document (NEGATIVE)."""
@@ -75,7 +83,8 @@ def nsp_example(sampler: PairSampler, rng: random.Random) -> Pair:
         if rng.random() >= 0.5:
             plan = truncation_plan(len(first), len(second), target, rng)
             return apply_plan(first, second, plan, POSITIVE)
-        other = sampler.runs.draw(len(second), exclude_document=first.document, rng=rng)
+        other = sampler.runs.draw(len(second), exclude_document=first.document, rng=rng,
+                                  at_end=ends_document(sampler, second))
         if other is not None:  # None only in tiny corpora with no other text that long: again
             plan = truncation_plan(len(first), len(other), target, rng)
             return apply_plan(first, other, plan, NEGATIVE)
@@ -102,14 +111,18 @@ def nsp_example(sampler: PairSampler, rng: random.Random) -> Pair:
 #
 # - `nsp`: B replaced by a same-length run of another held-out document (the NSP negative);
 # - `nsp_same_document`: B replaced by other text **from the same document** — a run of whole
-#   sentences that neither overlaps A nor starts where the true B starts; the two B's are cut
-#   to the shorter one's length. No change of topic: this is the test set that shows what an
-#   NSP model has actually learned.
+#   sentences that neither overlaps A nor starts where the true B starts. No change of topic:
+#   this is the test set that shows what an NSP model has actually learned. Both B's are cut
+#   to one token less than the shorter one. Cutting only the longer one to the shorter's
+#   length would leave one B ending at a sentence boundary and the other in mid-sentence, and
+#   since the true B is the longer one more often, "B ends with a full stop" would say
+#   *NotNext* (right for 56% of the held-out twins on the embedded corpus, before this rule).
 
 # %%
 def nsp_twins(sampler: PairSampler, rng: random.Random) -> list[Pair] | None:
     first, second, target = sampler.draw_positive(rng)
-    other = sampler.runs.draw(len(second), exclude_document=first.document, rng=rng)
+    other = sampler.runs.draw(len(second), exclude_document=first.document, rng=rng,
+                              at_end=ends_document(sampler, second))
     if other is None:
         return None
     plan = truncation_plan(len(first), len(second), target, rng)
@@ -133,7 +146,10 @@ def same_document_twins(sampler: PairSampler, rng: random.Random) -> list[Pair] 
 
     closest = min(gap(run) for run in runs)
     start, end = rng.choice([run for run in runs if gap(run) == closest])
-    length = min(wanted, bounds[end] - bounds[start])
+    # one token short of the shorter B: neither ends where a sentence or the document ends
+    length = min(wanted, bounds[end] - bounds[start]) - 1
+    if length < 1:
+        return None
     other = Segment(first.document, bounds[start], bounds[start] + length)
     second = Segment(second.document, second.start, second.start + length)
     plan = truncation_plan(len(first), length, target, rng)

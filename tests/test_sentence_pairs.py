@@ -168,6 +168,40 @@ def test_test_sets_are_twins_with_equal_lengths():
         assert made > 50
 
 
+def ends_document(sampler, segment) -> bool:
+    return segment.end == len(sampler.tokens[segment.document])
+
+
+def ends_sentence(sampler, segment) -> bool:
+    return segment.end in sampler.offsets[segment.document]
+
+
+def test_nsp_negatives_end_their_document_exactly_when_the_true_b_does():
+    """The document-end cue: a true B often runs to its document's end, a random run less."""
+    sampler = PairSampler(synthetic_documents(300, 7), 61)
+    rng, n = random.Random(1), 6000
+    pairs = [nsp_example(sampler, rng) for _ in range(n)]
+    rates = {label: sum(ends_document(sampler, p.second) for p in pairs if p.label == label)
+             / sum(p.label == label for p in pairs) for label in (POSITIVE, NEGATIVE)}
+    assert abs(rates[POSITIVE] - rates[NEGATIVE]) < 2 * binomial_bound(n // 2, rates[POSITIVE])
+    for _ in range(300):
+        twins = nsp_twins(sampler, rng)
+        if twins:
+            assert ends_document(sampler, twins[0].second) == ends_document(sampler, twins[1].second)
+
+
+def test_same_document_twins_do_not_say_which_b_was_cut():
+    """The full-stop cue: both B's end where sentences and documents end equally often."""
+    sampler = PairSampler(synthetic_documents(300, 8), 61)
+    rng, twins = random.Random(2), []
+    while len(twins) < 3000:
+        twins += same_document_twins(sampler, rng) or []
+    for test in (ends_sentence, ends_document):
+        rates = [sum(test(sampler, p.second) for p in twins if p.label == label) / (len(twins) / 2)
+                 for label in (POSITIVE, NEGATIVE)]
+        assert abs(rates[0] - rates[1]) < 2 * binomial_bound(len(twins) // 2, max(rates[0], 0.01))
+
+
 # --------------------------------------------------------------------------- no length shortcut
 
 
