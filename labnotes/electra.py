@@ -47,7 +47,7 @@ from torch import Tensor, nn
 from labnotes.data import CorpusConfig, prepare_blocks
 from labnotes.mlm import IGNORE, mask_tokens
 from labnotes.tokenizer import PAD_ID, SPECIAL_TOKENS
-from labnotes.training import TrainConfig, task_settings, train
+from labnotes.training import TrainConfig, share_of_step, task_settings, train
 from labnotes.transformer import Embeddings, Encoder, EncoderConfig, init_weights
 
 # %% [markdown]
@@ -309,6 +309,8 @@ def discriminator_loss(logits: Tensor, replaced: Tensor, weights: Tensor) -> Ten
 
 # %%
 class ELECTRA(nn.Module):
+    main_positions = "real"  # the main loss averages over every real token
+
     def __init__(self, config: EncoderConfig, *, generator_fraction: float = 0.25,
                  mlm_weight: float = 1.0, disc_weight: float = 50.0) -> None:
         super().__init__()
@@ -426,8 +428,21 @@ class ElectraTask:
                 "padding_mask": self.train_blocks.input_ids[rows] != PAD_ID,
                 "noise": torch.rand(inputs.shape, generator=generator)}
 
-    def loss(self, model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+    def loss_counts(self, batch: dict[str, Tensor]) -> dict[str, int]:
+        """What each term averages over: the generator's hidden tokens, and the main loss's
+        positions (every real token for the discriminator)."""
+        selected = batch["labels"] != IGNORE
+        positions = selected if self.model.main_positions == "selected" else batch["padding_mask"]
+        return {"mlm": int(selected.sum()), "main": int(positions.sum())}
+
+    def loss(self, model: nn.Module, batch: dict[str, Tensor],
+             totals: dict[str, int] | None = None) -> tuple[Tensor, dict[str, float]]:
         out = model(batch["input_ids"], batch["labels"], batch["padding_mask"], batch["noise"])
+        if totals is not None:  # gradient accumulation: each term's share of the whole step
+            out["loss"] = (model.mlm_weight * share_of_step(out["mlm_loss"], "mlm",
+                                                            out["selected"].sum(), totals)
+                           + out["main_weight"] * share_of_step(out["main_loss"], "main",
+                                                                out["main_count"], totals))
         counts = detection_counts(out)
         metrics = {"mlm_loss": out["mlm_loss"].item(), "main_loss": out["main_loss"].item(),
                    "replaced_fraction": counts["replaced"] / max(counts["real"], 1)}

@@ -38,7 +38,7 @@ from torch import Tensor, nn
 
 from labnotes.data import CorpusConfig, prepare_blocks
 from labnotes.tokenizer import CLS_ID, MASK_ID, PAD_ID, SEP_ID, SPECIAL_TOKENS
-from labnotes.training import TrainConfig, task_settings, train
+from labnotes.training import TrainConfig, share_of_step, task_settings, train
 from labnotes.transformer import Encoder, EncoderConfig, LMHead
 
 IGNORE = -100  # label of a position that takes no loss (PyTorch's cross_entropy default)
@@ -321,9 +321,14 @@ class MLMTask:
         padding_mask = self.train_blocks.input_ids[rows] != PAD_ID
         return {"input_ids": inputs, "labels": labels, "padding_mask": padding_mask}
 
-    def loss(self, model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+    def loss_counts(self, batch: dict[str, Tensor]) -> dict[str, int]:
+        return {"mlm": int((batch["labels"] != IGNORE).sum())}  # the loss is a mean over these
+
+    def loss(self, model: nn.Module, batch: dict[str, Tensor],
+             totals: dict[str, int] | None = None) -> tuple[Tensor, dict[str, float]]:
         loss, logits = model(batch["input_ids"], batch["labels"], batch["padding_mask"])
         targets = batch["labels"][batch["labels"] != IGNORE]
+        loss = share_of_step(loss, "mlm", len(targets), totals)  # gradient accumulation
         return loss, {"accuracy": top1_correct(logits, targets).float().mean().item()}
 
     def evaluate(self, model: nn.Module, device: torch.device) -> dict[str, float]:

@@ -39,7 +39,7 @@ from torch import Tensor, nn
 
 from labnotes.data import CorpusConfig, CorpusError, prepare_corpus
 from labnotes.tokenizer import CLS_ID, PAD_ID, SEP_ID
-from labnotes.training import TrainConfig, task_settings
+from labnotes.training import TrainConfig, share_of_step, task_settings
 from labnotes.transformer import Encoder, EncoderConfig, LMHead, init_weights
 
 POSITIVE, NEGATIVE = 0, 1  # B follows A / it does not (BERT's IsNext / NotNext)
@@ -433,20 +433,23 @@ class SentencePairModel(nn.Module):
 
 # %%
 def pair_losses(model: SentencePairModel, batch: dict[str, Tensor], use_mlm: bool,
-                use_sentence: bool, ignore: int) -> tuple[Tensor, dict[str, float]]:
+                use_sentence: bool, ignore: int,
+                totals: dict[str, int] | None = None) -> tuple[Tensor, dict[str, float]]:
+    """Masked words plus the sentence label; `totals`: counts over a step's micro-batches
+    (the training page's gradient accumulation)."""
     hidden = model(batch["input_ids"], batch["segment_ids"], batch["padding_mask"])  # [B, T, D]
     total, metrics = hidden.new_zeros(()), {}
     selected = batch["labels"] != ignore  # [B, T]
     if use_mlm and bool(selected.any()):
         logits = model.mlm_head(hidden[selected])  # [N, V]: only where a word is hidden
         mlm_loss = F.cross_entropy(logits.float(), batch["labels"][selected])
-        total = total + mlm_loss
+        total = total + share_of_step(mlm_loss, "mlm", len(logits), totals)
         hits = logits.argmax(-1) == batch["labels"][selected]
         metrics |= {"mlm_loss": mlm_loss.item(), "mlm_accuracy": hits.float().mean().item()}
     if use_sentence:
         sentence_logits = model.sentence_logits(hidden).float()  # [B, 2]
         sentence_loss = F.cross_entropy(sentence_logits, batch["sentence_labels"])
-        total = total + sentence_loss
+        total = total + share_of_step(sentence_loss, "sentence", len(sentence_logits), totals)
         hits = sentence_logits.argmax(-1) == batch["sentence_labels"]
         metrics |= {"sentence_loss": sentence_loss.item(),
                     "sentence_accuracy": hits.float().mean().item()}
@@ -627,9 +630,13 @@ class SentencePairTask:
         batch.pop("special_tokens_mask")
         return batch
 
-    def loss(self, model: nn.Module,
-             batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
-        return pair_losses(model, batch, self.use_mlm, self.use_sentence, self.ignore)
+    def loss_counts(self, batch: dict[str, Tensor]) -> dict[str, int]:
+        return {"mlm": int((batch["labels"] != self.ignore).sum()),
+                "sentence": len(batch["input_ids"])}
+
+    def loss(self, model: nn.Module, batch: dict[str, Tensor],
+             totals: dict[str, int] | None = None) -> tuple[Tensor, dict[str, float]]:
+        return pair_losses(model, batch, self.use_mlm, self.use_sentence, self.ignore, totals)
 
     def evaluate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
         result = evaluate_mlm(model, self.mlm_test, device, self.ignore)

@@ -51,7 +51,7 @@ from labnotes.data import CorpusConfig, prepare_blocks
 from labnotes.mlm import (IGNORE, MaskedLanguageModel, evaluate_mlm, fill_in_the_blanks,
                           mask_tokens, unigram_baselines)
 from labnotes.tokenizer import MASK_ID, PAD_ID, SPECIAL_TOKENS
-from labnotes.training import TrainConfig, task_settings, train
+from labnotes.training import TrainConfig, share_of_step, task_settings, train
 from labnotes.transformer import EncoderConfig, init_weights
 
 # %% [markdown]
@@ -601,18 +601,30 @@ class SpanBERTTask:
         return {"input_ids": inputs, "labels": labels,
                 "padding_mask": self.train_blocks.input_ids[rows] != PAD_ID, "spans": spans}
 
-    def loss(self, model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+    def loss_counts(self, batch: dict[str, Tensor]) -> dict[str, int]:
+        """What each term averages over: hidden tokens, and boundary targets."""
+        counts = {"mlm": int((batch["labels"] != IGNORE).sum())}
+        if self.config.boundary_objective:
+            max_positions = self.model.boundary_head.position.num_embeddings
+            counts["sbo"] = len(span_boundary_targets(batch["spans"], batch["labels"],
+                                                      batch["padding_mask"], max_positions).labels)
+        return counts
+
+    def loss(self, model: nn.Module, batch: dict[str, Tensor],
+             totals: dict[str, int] | None = None) -> tuple[Tensor, dict[str, float]]:
         out = model.span_losses(batch["input_ids"], batch["labels"], batch["padding_mask"],
                                 batch["spans"])
         targets = batch["labels"][batch["labels"] != IGNORE]
         metrics = {"mlm_loss": out.mlm_loss.item(),
                    "accuracy": (out.mlm_logits.argmax(-1) == targets).float().mean().item()}
+        mlm_loss = share_of_step(out.mlm_loss, "mlm", len(targets), totals)
         if out.sbo_loss is None:
-            return out.mlm_loss, metrics
+            return mlm_loss, metrics
         sbo_correct = out.sbo_logits.argmax(-1) == out.sbo_targets.labels
         metrics["sbo_loss"] = out.sbo_loss.item()
         metrics["sbo_accuracy"] = sbo_correct.float().mean().item()
-        return out.mlm_loss + out.sbo_loss, metrics
+        sbo_loss = share_of_step(out.sbo_loss, "sbo", len(out.sbo_targets.labels), totals)
+        return mlm_loss + sbo_loss, metrics
 
     def evaluate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
         padding = self.valid["input_ids"] != PAD_ID

@@ -22,6 +22,7 @@ resume bit for bit.
 # | `make_batch(step, generator)` | the batch for this step, on the CPU |
 # | `loss(model, batch)` | `(loss, metrics)` for one batch |
 # | `evaluate(model, device)` | validation metrics, a dict of floats |
+# | `loss_counts(batch)` | optional: how many items each term of the loss averages over |
 
 # %%
 from __future__ import annotations
@@ -102,8 +103,8 @@ class Task(Protocol):
 
     def settings(self) -> dict[str, Any]: ...
     def make_batch(self, step: int, generator: torch.Generator) -> dict[str, Tensor]: ...
-    def loss(self, model: nn.Module,
-             batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]: ...
+    def loss(self, model: nn.Module, batch: dict[str, Tensor],
+             totals: dict[str, int] | None = None) -> tuple[Tensor, dict[str, float]]: ...
     def evaluate(self, model: nn.Module, device: torch.device) -> dict[str, float]: ...
 
 
@@ -467,10 +468,54 @@ def truncate_metrics(path: Path, last_step: int) -> None:
 
 
 # %% [markdown]
+# ## Gradient accumulation: the mean over the whole step
+#
+# One optimiser step may be `grad_accum` micro-batches, whose gradients add up before the
+# update, so that a large batch fits in memory a piece at a time. For that to *be* one large
+# batch, each loss must be its share of the large batch's loss. A masked-word loss is a mean
+# over the batch's $n_i$ hidden words, and $n_i$ varies from micro-batch to micro-batch; the
+# mean over the step is
+#
+# $$\mathcal{L} = \frac{1}{N}\sum_i \sum_{j \le n_i} \ell_{ij} = \sum_i \frac{n_i}{N}\,\bar\ell_i,
+#   \qquad N = \sum_i n_i,$$
+#
+# not the average of the $\bar\ell_i$, which is the same only when every $n_i$ is equal (BERT's
+# `get_masked_lm_output` divides by the count of the whole batch for the same reason). So before the first micro-batch of a step the loop asks the task how many
+# items each term of its loss averages over (`loss_counts`), adds them up over the step, and
+# hands the totals to `loss`, which weighs each term's mean by `share_of_step`. A loss of
+# several terms (masked words plus a sentence label, say) gets each term right on its own. A
+# task without `loss_counts` has each loss divided by `grad_accum`: exact when every
+# micro-batch has as many items, as for a per-example loss at a fixed batch size.
+
+# %%
+def share_of_step(mean: Tensor, name: str, count: int | Tensor,
+                  totals: dict[str, int] | None) -> Tensor:
+    """A term's mean over one micro-batch as its share of the mean over the whole step
+    (`totals`: the term's count over the step's micro-batches; None: one micro-batch)."""
+    if totals is None:
+        return mean
+    if totals[name] == 0:
+        return mean * 0.0  # no item of this term in the whole step
+    return mean * (float(count) / totals[name])
+
+
+def step_totals(task: Task, batches: list[dict[str, Tensor]]) -> dict[str, int] | None:
+    """Each loss term's count over a step's micro-batches; None when there is one micro-batch
+    or the task does not count."""
+    counter = getattr(task, "loss_counts", None)
+    if len(batches) == 1 or counter is None:
+        return None
+    totals: dict[str, int] = {}
+    for batch in batches:
+        for name, count in counter(batch).items():
+            totals[name] = totals.get(name, 0) + int(count)
+    return totals
+
+
+# %% [markdown]
 # ## The loop
 #
-# One optimiser step is `grad_accum` micro-batches: each loss is divided by `grad_accum`
-# before `backward`, so the summed gradient is that of one large batch. Then the gradient
+# One optimiser step is `grad_accum` micro-batches, as above. Then the gradient
 # norm is clipped to `grad_clip` (Pascanu et al., arXiv:1211.5063), the learning rate set for
 # this step, and AdamW applied. Every `eval_every` steps the task evaluates on held-out
 # documents; every `checkpoint_every` steps a checkpoint is written and the `latest` pointer
@@ -523,17 +568,23 @@ def train(task: Task, config: TrainConfig, out_dir: Path | str, *, resume: bool 
             for group in optimizer.param_groups:
                 group["lr"] = lr
             loss_total, step_metrics = 0.0, {}
-            for micro in range(config.grad_accum):
-                generator = step_generator(config.seed, step, micro)
-                batch = task.make_batch(step * config.grad_accum + micro, generator)
+            batches = [task.make_batch(step * config.grad_accum + micro,
+                                       step_generator(config.seed, step, micro))
+                       for micro in range(config.grad_accum)]
+            totals = step_totals(task, batches)
+            for micro, batch in enumerate(batches):
                 tokens_seen += count_tokens(batch)
                 batch = {key: value.to(device, non_blocking=True) for key, value in batch.items()}
                 torch.manual_seed(step_seed(config.seed + 1, step, micro))  # dropout
                 with autocast(device, dtype):
-                    loss, metrics = task.loss(model, batch)
-                scaled = loss / config.grad_accum
+                    if totals is None:
+                        loss, metrics = task.loss(model, batch)
+                        scaled = loss / config.grad_accum
+                    else:  # the task weighs each term by its share of the step
+                        loss, metrics = task.loss(model, batch, totals)
+                        scaled = loss
                 (scaler.scale(scaled) if scaler else scaled).backward()
-                loss_total += loss.item() / config.grad_accum
+                loss_total += loss.item() / config.grad_accum if totals is None else loss.item()
                 for key, value in metrics.items():
                     step_metrics[key] = step_metrics.get(key, 0.0) + value / config.grad_accum
             if scaler:

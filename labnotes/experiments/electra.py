@@ -92,6 +92,8 @@ def add_main_loss(out: dict[str, Tensor], main_loss: Tensor, positions: Tensor,
 class Electra15(ELECTRA):
     """ELECTRA 15%: replaced token detection graded at the selected positions only."""
 
+    main_positions = "selected"
+
     def forward(self, masked_ids: Tensor, labels: Tensor, padding_mask: Tensor | None,
                 noise: Tensor) -> dict[str, Tensor]:
         out = self.corrupt(masked_ids, labels, padding_mask, noise)
@@ -102,6 +104,8 @@ class Electra15(ELECTRA):
 
 class ReplaceMLM(ELECTRA):
     """Replace MLM: BERT's MLM on the corrupted input, graded at the selected positions."""
+
+    main_positions = "selected"
 
     def make_head(self, config: EncoderConfig) -> nn.Module:
         return LMHead(config, self.encoder.embeddings.token)  # BERT's head, tied
@@ -116,6 +120,8 @@ class ReplaceMLM(ELECTRA):
 
 class AllTokensMLM(ReplaceMLM):
     """All-Tokens MLM: every token's identity, with a gate that may copy the input token."""
+
+    main_positions = "real"
 
     def __init__(self, config: EncoderConfig, **settings: Any) -> None:
         super().__init__(config, **settings)  # generator_fraction, mlm_weight, disc_weight
