@@ -57,8 +57,9 @@ IGNORE = -100  # label of a position that takes no loss (PyTorch's cross_entropy
 # or used for features. If every target were a `[MASK]`, the encoder could learn that only
 # `[MASK]` positions need a good prediction and treat visible words carelessly. With the
 # random and unchanged cases, any visible token *might* be a target, so the model must keep a
-# good guess of the right word everywhere (§3.1; Appendix C.2, Table 8 shows feature-based
-# NER drops from 94.9 to 94.0 F1 with 100% `[MASK]`).
+# good guess of the right word everywhere. (§3.1 gives the rule and the mismatch it answers;
+# App. A.1 this reason; App. C.2, Table 8 shows feature-based NER drops from 94.9 to 94.0 F1
+# with 100% `[MASK]`.)
 #
 # We draw **one** uniform number $u$ per selected token and cut $[0, 1)$ into
 # $[0, 0.8)$, $[0.8, 0.9)$ and $[0.9, 1)$: exactly 80/10/10, and no later draw can undo an
