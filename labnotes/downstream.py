@@ -39,7 +39,6 @@ import contextlib
 import copy
 import dataclasses
 import json
-import os
 import random
 import statistics
 from collections.abc import Iterator
@@ -52,6 +51,7 @@ from torch import Tensor, nn
 
 from labnotes.data import CorpusConfig, prepare_corpus
 from labnotes.tokenizer import CLS_ID, PAD_ID, SEP_ID
+from labnotes.training import QUICK
 
 # %% [markdown]
 # ## Configuration
@@ -520,8 +520,6 @@ def evaluate_pretrained(encoder: nn.Module, corpus: CorpusConfig,
 # encoder's average still carries which words a sentence has.
 
 # %%
-QUICK = os.environ.get("LABNOTES_QUICK") == "1"
-
 if __name__ == "__main__":
     from labnotes.transformer import Encoder, EncoderConfig
 

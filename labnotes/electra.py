@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,7 +46,7 @@ from torch import Tensor, nn
 from labnotes.data import CorpusConfig, prepare_blocks
 from labnotes.mlm import IGNORE, mask_tokens
 from labnotes.tokenizer import PAD_ID, SPECIAL_TOKENS
-from labnotes.training import TrainConfig, share_of_step, task_settings, train
+from labnotes.training import QUICK, TrainConfig, make_quick, share_of_step, task_settings, train
 from labnotes.transformer import Embeddings, Encoder, EncoderConfig, init_weights
 
 # %% [markdown]
@@ -512,9 +511,6 @@ def evaluate_electra(model: nn.Module, inputs: Tensor, labels: Tensor, padding: 
 # the evidence below shows it and explains why.
 
 # %%
-QUICK = os.environ.get("LABNOTES_QUICK") == "1"
-
-
 def show_detection(task: ElectraTask, rows: int = 1) -> list[str]:
     """One line per selected position: original -> sampled, and D(replaced)."""
     model = task.model
@@ -534,9 +530,7 @@ def show_detection(task: ElectraTask, rows: int = 1) -> list[str]:
 
 
 if __name__ == "__main__":
-    demo = ElectraConfig()
-    if QUICK:  # LABNOTES_QUICK=1: a few steps, to check the notebook runs
-        demo.train.steps, demo.train.eval_every = 20, 10
+    demo = make_quick(ElectraConfig()) if QUICK else ElectraConfig()  # LABNOTES_QUICK=1
     demo_task = ElectraTask(demo)
     # overwrite: the notebook trains afresh each time it runs
     demo_summary = train(demo_task, demo.train, Path("runs/electra-notebook"), overwrite=True)

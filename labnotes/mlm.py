@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,7 @@ from torch import Tensor, nn
 
 from labnotes.data import CorpusConfig, prepare_blocks
 from labnotes.tokenizer import CLS_ID, MASK_ID, PAD_ID, SEP_ID, SPECIAL_TOKENS
-from labnotes.training import TrainConfig, share_of_step, task_settings, train
+from labnotes.training import QUICK, TrainConfig, make_quick, share_of_step, task_settings, train
 from labnotes.transformer import Encoder, EncoderConfig, LMHead
 
 IGNORE = -100  # label of a position that takes no loss (PyTorch's cross_entropy default)
@@ -395,13 +394,8 @@ def fill_in_the_blanks(model: MaskedLanguageModel, tokenizer: Any, text: str,
 # `labnotes train mlm --out runs/mlm`.
 
 # %%
-QUICK = os.environ.get("LABNOTES_QUICK") == "1"
-
 if __name__ == "__main__":
-    demo = MLMConfig()
-    if QUICK:  # LABNOTES_QUICK=1: a few steps, to check the notebook runs
-        demo.train.steps = demo.train.eval_every = 20
-        demo.eval_blocks = 64
+    demo = make_quick(MLMConfig()) if QUICK else MLMConfig()  # QUICK: LABNOTES_QUICK=1
     demo_task = MLMTask(demo)
     # overwrite: the notebook trains afresh each time it runs
     demo_summary = train(demo_task, demo.train, Path("runs/mlm-notebook"), overwrite=True)

@@ -32,7 +32,6 @@ arXiv: 1810.04805
 # %%
 from __future__ import annotations
 
-import os
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -40,7 +39,7 @@ from pathlib import Path
 from labnotes.mlm import IGNORE, mask_tokens
 from labnotes.pairs import (NEGATIVE, POSITIVE, Pair, PairConfig, PairSampler, Segment,
                             SentencePairTask, apply_plan, show_pairs, truncation_plan)
-from labnotes.training import train
+from labnotes.training import QUICK, make_quick, train
 
 # %% [markdown]
 # ## Negatives from another document, of exactly the same length
@@ -185,13 +184,8 @@ class NSPTask(SentencePairTask):
 # `labnotes train nsp --out runs/nsp`.
 
 # %%
-QUICK = os.environ.get("LABNOTES_QUICK") == "1"
-
 if __name__ == "__main__":
-    demo = PairConfig()
-    if QUICK:  # LABNOTES_QUICK=1: a few steps, to check the notebook runs
-        demo.train.steps = demo.train.eval_every = 20
-        demo.eval_pairs = 64
+    demo = make_quick(PairConfig()) if QUICK else PairConfig()  # QUICK: LABNOTES_QUICK=1
     demo_task = NSPTask(demo)
     # overwrite: the notebook trains afresh each time it runs
     print(train(demo_task, demo.train, Path("runs/nsp-notebook"), overwrite=True))

@@ -32,7 +32,6 @@ arXiv: 1909.11942
 # %%
 from __future__ import annotations
 
-import os
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -40,7 +39,7 @@ from pathlib import Path
 from labnotes.mlm import IGNORE, mask_tokens
 from labnotes.pairs import (NEGATIVE, POSITIVE, Pair, PairConfig, PairSampler, SentencePairTask,
                             apply_plan, show_pairs, truncation_plan)
-from labnotes.training import train
+from labnotes.training import QUICK, make_quick, train
 
 # %% [markdown]
 # ## The swap
@@ -127,13 +126,8 @@ class SOPTask(SentencePairTask):
 # shell: `labnotes train sop --out runs/sop`.
 
 # %%
-QUICK = os.environ.get("LABNOTES_QUICK") == "1"
-
 if __name__ == "__main__":
-    demo = PairConfig()
-    if QUICK:  # LABNOTES_QUICK=1: a few steps, to check the notebook runs
-        demo.train.steps = demo.train.eval_every = 20
-        demo.eval_pairs = 64
+    demo = make_quick(PairConfig()) if QUICK else PairConfig()  # QUICK: LABNOTES_QUICK=1
     demo_task = SOPTask(demo)
     # overwrite: the notebook trains afresh each time it runs
     print(train(demo_task, demo.train, Path("runs/sop-notebook"), overwrite=True))

@@ -37,7 +37,6 @@ from __future__ import annotations
 import bisect
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
@@ -51,7 +50,7 @@ from labnotes.data import CorpusConfig, prepare_blocks
 from labnotes.mlm import (IGNORE, MaskedLanguageModel, evaluate_mlm, fill_in_the_blanks,
                           mask_tokens, unigram_baselines)
 from labnotes.tokenizer import MASK_ID, PAD_ID, SPECIAL_TOKENS
-from labnotes.training import TrainConfig, share_of_step, task_settings, train
+from labnotes.training import QUICK, TrainConfig, make_quick, share_of_step, task_settings, train
 from labnotes.transformer import EncoderConfig, init_weights
 
 # %% [markdown]
@@ -664,12 +663,8 @@ def evaluate_sbo(model: SpanBERTModel, inputs: Tensor, labels: Tensor, padding_m
 # ask it to fill a three-token gap.
 
 # %%
-QUICK = os.environ.get("LABNOTES_QUICK") == "1"
-
 if __name__ == "__main__":
-    demo = SpanBERTConfig()
-    if QUICK:  # LABNOTES_QUICK=1: a few steps, to check the notebook runs
-        demo.train.steps, demo.train.eval_every = 20, 10
+    demo = make_quick(SpanBERTConfig()) if QUICK else SpanBERTConfig()  # LABNOTES_QUICK=1
     demo_task = SpanBERTTask(demo)
     # overwrite: the notebook trains afresh each time it runs
     demo_summary = train(demo_task, demo.train, Path("runs/spanbert-notebook"), overwrite=True)

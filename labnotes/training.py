@@ -480,12 +480,13 @@ def truncate_metrics(path: Path, last_step: int) -> None:
 #   \qquad N = \sum_i n_i,$$
 #
 # not the average of the $\bar\ell_i$, which is the same only when every $n_i$ is equal (BERT's
-# `get_masked_lm_output` divides by the count of the whole batch for the same reason). So before the first micro-batch of a step the loop asks the task how many
-# items each term of its loss averages over (`loss_counts`), adds them up over the step, and
-# hands the totals to `loss`, which weighs each term's mean by `share_of_step`. A loss of
-# several terms (masked words plus a sentence label, say) gets each term right on its own. A
-# task without `loss_counts` has each loss divided by `grad_accum`: exact when every
-# micro-batch has as many items, as for a per-example loss at a fixed batch size.
+# `get_masked_lm_output` likewise takes one mean over all the targets of a batch). So before the
+# first micro-batch of a step the loop asks the task how many items each term of its loss
+# averages over (`loss_counts`), adds them up over the step, and hands the totals to `loss`,
+# which weighs each term's mean by `share_of_step`. A loss of several terms (masked words plus a
+# sentence label, say) gets each term right on its own. A task without `loss_counts` has each
+# loss divided by `grad_accum`: exact when every micro-batch has as many items, as for a
+# per-example loss at a fixed batch size.
 
 # %%
 def share_of_step(mean: Tensor, name: str, count: int | Tensor,
@@ -681,3 +682,25 @@ def write_checkpoint(out_dir: Path, **kwargs: Any) -> None:
         shutil.rmtree(stale, ignore_errors=True)
 
 
+# %% [markdown]
+# ## A quick mode, for checking that a notebook runs
+#
+# Every page's demo and every experiment can run in a **quick mode**: 20 steps and a few
+# evaluation examples, a check that the whole pipeline runs, never a result. It is on when the
+# environment says `LABNOTES_QUICK=1` (the tests run every notebook that way) and, for an
+# experiment, with `labnotes experiment <paper> --quick`. This is its one definition.
+
+# %%
+QUICK = os.environ.get("LABNOTES_QUICK") == "1"
+QUICK_STEPS = 20
+QUICK_EVAL_EXAMPLES = 64
+EVAL_SIZE_FIELDS = ("eval_blocks", "eval_pairs")  # how much held-out data a paper's task scores
+
+
+def make_quick(config: Any) -> Any:
+    """Shrink a paper's configuration to the quick mode, in place, and return it."""
+    config.train.steps = config.train.eval_every = config.train.checkpoint_every = QUICK_STEPS
+    for name in EVAL_SIZE_FIELDS:
+        if hasattr(config, name):
+            setattr(config, name, min(getattr(config, name), QUICK_EVAL_EXAMPLES))
+    return config

@@ -29,16 +29,16 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from labnotes.training import read_metrics, train, write_atomic, write_json
+# The training page's quick mode is imported here for the experiment pages too.
+from labnotes.training import (QUICK, QUICK_EVAL_EXAMPLES, make_quick,  # noqa: F401
+                               read_metrics, train, write_atomic, write_json)
 
-QUICK = os.environ.get("LABNOTES_QUICK") == "1"  # notebooks under test: the quick mode
 
 # %% [markdown]
 # ## Running an experiment, and redrawing it
@@ -61,6 +61,15 @@ def run(experiment: ModuleType, out_dir: Path | str, *, command: str, quick: boo
     return results
 
 
+def run_in_notebook(experiment: ModuleType, name: str) -> None:
+    """A notebook's run of an experiment: into runs/experiment-NAME/ (the quick mode under
+    LABNOTES_QUICK=1), then its table."""
+    out_dir = Path(f"runs/experiment-{name}/results")
+    run(experiment, out_dir, command=f"labnotes experiment {name}", quick=QUICK,
+        work_dir=f"runs/experiment-{name}")
+    print((out_dir / "table.md").read_text())
+
+
 def redraw(experiment: ModuleType, out_dir: Path | str) -> None:
     """Draw an experiment's tables and figures from its stored results.json alone."""
     out_dir = Path(out_dir)
@@ -76,25 +85,12 @@ def redraw(experiment: ModuleType, out_dir: Path | str) -> None:
 # ## One arm: a fresh folder, a run, its metrics
 #
 # An experiment always starts afresh: each arm trains into its own folder, emptied first, so a
-# second run of the same experiment never resumes (or refuses) a leftover. The quick mode,
-# `--quick` on the command line and `LABNOTES_QUICK=1` in the notebooks, makes every arm a
-# 20-step run on a few evaluation examples: a check that the whole pipeline runs, never a result.
+# second run of the same experiment never resumes (or refuses) a leftover. The quick mode
+# (`--quick` on the command line, `LABNOTES_QUICK=1` in the notebooks) is the training page's
+# [`make_quick`](training.md#a-quick-mode-for-checking-that-a-notebook-runs): every arm a 20-step
+# run on a few evaluation examples, a check that the whole pipeline runs, never a result.
 
 # %%
-QUICK_STEPS = 20
-QUICK_EVAL_EXAMPLES = 64
-EVAL_SIZE_FIELDS = ("eval_blocks", "eval_pairs")  # how much held-out data a paper's task scores
-
-
-def make_quick(config: Any) -> Any:
-    """Shrink a paper's configuration to the quick mode, in place."""
-    config.train.steps = config.train.eval_every = config.train.checkpoint_every = QUICK_STEPS
-    for name in EVAL_SIZE_FIELDS:
-        if hasattr(config, name):
-            setattr(config, name, min(getattr(config, name), QUICK_EVAL_EXAMPLES))
-    return config
-
-
 def slug(name: str) -> str:
     """A folder name for an arm: "BERT 80/10/10, dynamic" -> "bert-80-10-10--dynamic"."""
     return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")

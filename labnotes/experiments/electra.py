@@ -32,8 +32,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from labnotes.data import prepare_corpus
 from labnotes.downstream import DownstreamConfig, build_tasks, evaluate_encoder
 from labnotes.electra import ELECTRA, ElectraConfig, ElectraTask, discriminator_loss
-from labnotes.experiments.common import (QUICK, in_order, make_quick, markdown_table, percent,
-                                         pyplot, run, save_figure, slug, train_arm, write_table)
+from labnotes.experiments.common import (in_order, make_quick, markdown_table, percent, pyplot,
+                                        run_in_notebook, save_figure, slug, train_arm,
+                                        write_table)
 from labnotes.mlm import IGNORE, MLMConfig, MLMTask
 from labnotes.training import TrainConfig, load_checkpoint, step_generator
 from labnotes.transformer import Encoder, EncoderConfig, LMHead, init_weights
@@ -347,7 +348,4 @@ def plot_compute(results: dict[str, Any], path: Path) -> None:
 if __name__ == "__main__":
     import sys
 
-    notebook_out = Path("runs/experiment-electra/results")
-    run(sys.modules[__name__], notebook_out, command="labnotes experiment electra", quick=QUICK,
-        work_dir="runs/experiment-electra")
-    print((notebook_out / "table.md").read_text())
+    run_in_notebook(sys.modules[__name__], "electra")

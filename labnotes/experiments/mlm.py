@@ -22,8 +22,8 @@ from typing import Any
 
 import torch
 
-from labnotes.experiments.common import (QUICK, in_order, make_quick, markdown_table, pyplot, run,
-                                         save_figure, train_arm, write_table)
+from labnotes.experiments.common import (in_order, make_quick, markdown_table, pyplot,
+                                        run_in_notebook, save_figure, train_arm, write_table)
 from labnotes.mlm import MLMConfig, MLMTask, fill_in_the_blanks
 from labnotes.tokenizer import PAD_ID
 
@@ -156,7 +156,4 @@ def plot_curves(results: dict[str, Any], path: Path) -> None:
 if __name__ == "__main__":
     import sys
 
-    notebook_out = Path("runs/experiment-mlm/results")
-    run(sys.modules[__name__], notebook_out, command="labnotes experiment mlm", quick=QUICK,
-        work_dir="runs/experiment-mlm")
-    print((notebook_out / "table.md").read_text())
+    run_in_notebook(sys.modules[__name__], "mlm")

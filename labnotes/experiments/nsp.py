@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from labnotes.experiments.common import (QUICK, in_order, make_quick, markdown_table, pyplot, run,
-                                         save_figure, train_arm, write_table)
+from labnotes.experiments.common import (in_order, make_quick, markdown_table, pyplot,
+                                        run_in_notebook, save_figure, train_arm, write_table)
 from labnotes.nsp import NSP_TEST_SETS, NSPTask, nsp_example
 from labnotes.pairs import (NEGATIVE, POSITIVE, Pair, PairConfig, PairSampler, Segment,
                             apply_plan, build_test_set, truncation_plan)
@@ -275,7 +275,6 @@ def plot_curve(curve: list[dict[str, Any]], overlap: dict[str, float], path: Pat
 
 # %%
 if __name__ == "__main__":
-    notebook_out = Path("runs/experiment-nsp/results")
-    run(sys.modules[__name__], notebook_out, command="labnotes experiment nsp", quick=QUICK,
-        work_dir="runs/experiment-nsp")
-    print((notebook_out / "table.md").read_text())
+    import sys
+
+    run_in_notebook(sys.modules[__name__], "nsp")

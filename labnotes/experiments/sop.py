@@ -24,8 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from labnotes.experiments.common import (QUICK, in_order, make_quick, markdown_table, percent, run,
-                                         train_arm, write_table)
+from labnotes.experiments.common import (in_order, make_quick, markdown_table, percent,
+                                        run_in_notebook, train_arm, write_table)
 from labnotes.experiments.nsp import (bar_plot, inverse_document_frequency, labels_of,
                                       length_only_accuracy, overlap_features, probe_accuracy)
 from labnotes.nsp import NSP_TEST_SETS, NSPTask
@@ -187,7 +187,6 @@ def results_table(results: dict[str, Any]) -> str:
 
 # %%
 if __name__ == "__main__":
-    notebook_out = Path("runs/experiment-sop/results")
-    run(sys.modules[__name__], notebook_out, command="labnotes experiment sop", quick=QUICK,
-        work_dir="runs/experiment-sop")
-    print((notebook_out / "table.md").read_text())
+    import sys
+
+    run_in_notebook(sys.modules[__name__], "sop")

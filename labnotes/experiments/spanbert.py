@@ -28,9 +28,10 @@ from torch import Tensor
 
 from labnotes.data import prepare_corpus
 from labnotes.downstream import DownstreamConfig, build_tasks, evaluate_encoder
-from labnotes.experiments.common import (QUICK, QUICK_EVAL_EXAMPLES, in_order, make_quick,
-                                         markdown_table, mean_and_spread, percent_over_seeds,
-                                         pyplot, run, save_figure, train_arm, write_table)
+from labnotes.experiments.common import (QUICK_EVAL_EXAMPLES, in_order, make_quick,
+                                        markdown_table, mean_and_spread, percent_over_seeds,
+                                        pyplot, run_in_notebook, save_figure, train_arm,
+                                        write_table)
 from labnotes.mlm import IGNORE, evaluate_mlm, mask_tokens, unigram_baselines
 from labnotes.spanbert import (SpanBERTConfig, SpanBERTModel, SpanBERTTask, block_words,
                                mask_spans, span_boundary_targets)
@@ -324,7 +325,4 @@ def plot_recovery(results: dict[str, Any], path: Path) -> None:
 if __name__ == "__main__":
     import sys
 
-    notebook_out = Path("runs/experiment-spanbert/results")
-    run(sys.modules[__name__], notebook_out, command="labnotes experiment spanbert", quick=QUICK,
-        work_dir="runs/experiment-spanbert")
-    print((notebook_out / "table.md").read_text())
+    run_in_notebook(sys.modules[__name__], "spanbert")
