@@ -46,11 +46,21 @@ RAW_MATH_JS = r"""() => {
           errors: [...document.querySelectorAll('.katex-error')].map((el) => el.textContent.slice(0, 80))};
 }"""
 
-LAYOUT_JS = r"""() => [...document.querySelectorAll('.ln-section:not(.ln-section--no-code)')].map((section) => {
+LAYOUT_JS = r"""() => [...document.querySelectorAll('.ln-section:not(.ln-section--no-code):not(.ln-section--results)')].map((section) => {
   const box = (el) => { const r = el.getBoundingClientRect(); return {left: r.left, right: r.right, top: r.top, bottom: r.bottom, width: r.width}; };
   return {anchor: section.dataset.anchor || 'header', notes: box(section.querySelector('.ln-notes')),
           code: box(section.querySelector('.ln-code .highlight') || section.querySelector('.ln-code'))};
 })"""
+
+
+# Sections that show stored results: their notes (tables, figures) against the page's width.
+RESULTS_JS = r"""() => [...document.querySelectorAll('.ln-section--results')].map((section) => ({
+  anchor: section.dataset.anchor, notes: section.querySelector('.ln-notes').getBoundingClientRect().width,
+  page: document.querySelector('.ln-page').getBoundingClientRect().width,
+  tables: [...section.querySelectorAll('table')].map((t) => {
+    const wrap = t.closest('.md-typeset__scrollwrap') || t.parentElement;
+    return {table: t.scrollWidth, visible: wrap.clientWidth, scrolls: getComputedStyle(wrap).overflowX};
+  })}))"""
 
 
 def _chromium_or_skip() -> None:
@@ -135,6 +145,13 @@ def test_page_in_browser(browser, kind, path):
                 else:  # stacked: code below its notes, same column
                     assert code["top"] >= notes["bottom"] - 1, f"{where}: {box['anchor']} not stacked"
                     assert abs(notes["left"] - code["left"]) <= 2, f"{where}: {box['anchor']} columns differ"
+
+            for box in page.evaluate(RESULTS_JS):  # evidence is not squeezed into a column
+                if width == WIDE:
+                    assert box["notes"] >= 0.6 * box["page"], f"{where}: {box['anchor']} squeezed"
+                for table in box["tables"]:  # a wider table scrolls sideways, it is never cut
+                    assert table["table"] <= table["visible"] + 1 or table["scrolls"] == "auto", \
+                        f"{where}: {box['anchor']} has a table that is cut off"
 
             if literate is not None and path == _screenshot_page():
                 ARTIFACTS.mkdir(exist_ok=True)
