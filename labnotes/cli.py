@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 
 import labnotes
 from labnotes.registry import PAPERS, Paper, load_run
-from labnotes.training import CheckpointError
+from labnotes.training import CheckpointError, check_out_dir
 
 EXIT_USAGE = 2
 EXIT_ERROR = 1
@@ -216,8 +216,12 @@ def command_train(parser: Parser, args: argparse.Namespace) -> int:
     from labnotes.training import train
 
     paper = pick_paper(parser, args.paper)
+    if args.resume and args.overwrite:
+        parser.subcommands["train"].error("--resume continues a run and --overwrite discards it: "
+                                          "choose one")
     config = configure(paper, args)
     out = args.out or Path("runs") / paper.name
+    check_out_dir(out, args.resume, args.overwrite)  # before the corpus and model are built
     task = paper.build_task(config)
     summary = train(task, config.train, out, resume=args.resume, overwrite=args.overwrite)
     print(json.dumps(summary, indent=2))

@@ -654,6 +654,17 @@ RUN_FILES = ("checkpoints", "metrics.jsonl", "config.json", "summary.json", "mod
 
 def prepare_out_dir(out_dir: Path, resume: bool, overwrite: bool = False) -> None:
     """Create the run folder. Never overwrite a run by accident, never resume from nothing."""
+    check_out_dir(out_dir, resume, overwrite)
+    if overwrite:  # only the files a run writes: anything else in the folder is left alone
+        for name in RUN_FILES:
+            path = out_dir / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+
+def check_out_dir(out_dir: Path, resume: bool, overwrite: bool = False) -> None:
+    """Raise the error `prepare_out_dir` would, without touching anything."""
+    out_dir = Path(out_dir)
     has_run = latest_checkpoint(out_dir) is not None or (out_dir / "summary.json").exists()
     if resume and overwrite:
         raise ValueError("--resume continues a run and --overwrite discards it: choose one")
@@ -663,11 +674,6 @@ def prepare_out_dir(out_dir: Path, resume: bool, overwrite: bool = False) -> Non
     if has_run and not resume and not overwrite:
         raise CheckpointError(f"{out_dir} already holds a run; pass --resume to continue it, "
                               "--overwrite to discard it and start afresh, or choose another --out")
-    if overwrite:  # only the files a run writes: anything else in the folder is left alone
-        for name in RUN_FILES:
-            path = out_dir / name
-            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
 
 
 def write_checkpoint(out_dir: Path, **kwargs: Any) -> None:

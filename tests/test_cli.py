@@ -106,6 +106,12 @@ def test_resume_without_a_checkpoint_says_so(tmp_path, capsys):
     assert not (out / "summary.json").exists() and not (out / "checkpoints").exists()
 
 
+def test_resume_and_overwrite_together_is_a_usage_error(tmp_path):
+    result = run_cli("train", "mlm", "--resume", "--overwrite", "--out", str(tmp_path / "run"))
+    assert result.returncode == 2 and "choose one" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
 def test_overwrite_starts_afresh_in_a_used_folder(tmp_path, capsys):
     data = write_small_corpus(tmp_path / "small.txt", documents=40)
     args = ["train", "mlm", "--data", str(data), "--steps", "6", "--batch-size", "8", "--seq-len", "32",
