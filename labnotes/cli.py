@@ -118,6 +118,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def count_or_zero(text: str) -> int:
+    """argparse type: a whole number of at least 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 0")
+    return value
+
+
 def papers() -> dict[str, Paper]:
     return PAPERS
 
@@ -152,7 +163,8 @@ def build_parser() -> Parser:
                                      help="run a paper's experiment and store its results")
     experiment.add_argument("paper")
     experiment.add_argument("--out", type=Path,
-                            help="where to write (default docs/results/<paper>)")
+                            help="where to write (default docs/results/<paper>; with --quick "
+                                 "runs/experiment-<paper>/quick-results)")
     experiment.add_argument("--quick", action="store_true",
                             help="a few steps only, to check it runs")
     experiment.add_argument("--redraw", action="store_true",
@@ -176,7 +188,8 @@ def build_parser() -> Parser:
     bench.add_argument("--rounds", type=positive_int, default=9,
                        help="interleaved rounds of both models")
     bench.add_argument("--device", default="auto")
-    bench.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    bench.add_argument("--threads", type=count_or_zero, default=0,
+                       help="CPU threads (0: torch's default)")
     parser.subcommands = dict(commands.choices)  # an unknown option is reported by its command
     return parser
 
@@ -237,7 +250,9 @@ def command_experiment(parser: Parser, args: argparse.Namespace) -> int:
     experiment = paper.experiment_page()
     if experiment is None:
         parser.exit(EXIT_USAGE, f"labnotes: error: {paper.name} has no experiment yet\n")
-    out = args.out or Path("docs") / "results" / paper.name
+    # the stored evidence is docs/results/<paper>; a quick check never lands there by default
+    out = args.out or (Path("runs") / f"experiment-{paper.name}" / "quick-results" if args.quick
+                       else Path("docs") / "results" / paper.name)
     if args.redraw:
         redraw(experiment, out)
         print(f"redrew {out}/ from {out}/results.json")

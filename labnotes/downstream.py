@@ -51,7 +51,7 @@ from torch import Tensor, nn
 
 from labnotes.data import CorpusConfig, prepare_corpus
 from labnotes.tokenizer import CLS_ID, PAD_ID, SEP_ID
-from labnotes.training import QUICK
+from labnotes.training import QUICK, QUICK_EVAL_EXAMPLES
 
 # %% [markdown]
 # ## Configuration
@@ -83,6 +83,14 @@ class DownstreamConfig:
     def __post_init__(self) -> None:
         if self.mode not in ("finetune", "probe"):
             raise ValueError(f"mode must be finetune or probe, got {self.mode!r}")
+
+
+def quick_suite(config: DownstreamConfig) -> DownstreamConfig:
+    """The training page's quick mode for the suite: a few steps on a few examples, two seeds at
+    most; a check that the suite runs, never a score."""
+    return dataclasses.replace(config, steps=5, seeds=min(config.seeds, 2),
+                               max_train_examples=QUICK_EVAL_EXAMPLES,
+                               max_test_examples=QUICK_EVAL_EXAMPLES)
 
 
 # %% [markdown]
@@ -524,7 +532,7 @@ if __name__ == "__main__":
     from labnotes.transformer import Encoder, EncoderConfig
 
     demo_corpus = prepare_corpus(CorpusConfig())
-    demo_config = DownstreamConfig(steps=5, seeds=2) if QUICK else DownstreamConfig()
+    demo_config = quick_suite(DownstreamConfig()) if QUICK else DownstreamConfig()
     demo_tasks = build_tasks(demo_corpus, demo_config)
     for demo_name, demo_task in demo_tasks.items():
         first = demo_task.train.input_ids[0]

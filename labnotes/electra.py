@@ -390,7 +390,7 @@ class ElectraConfig:
 # over all real tokens, and **precision** and **recall on replaced tokens** (of the tokens it
 # calls replaced, how many were; of the replaced tokens, how many it caught) — the metrics the
 # official code reports. A discriminator that answers "original" everywhere already scores the
-# fraction of original tokens (`baseline_disc_accuracy`, about 0.9), so accuracy alone says
+# fraction of original tokens (`baseline_disc_accuracy`, about 0.87 here), so accuracy alone says
 # little; recall says whether it finds the fakes. A model with no detector (two of the
 # experiment's hybrids predict tokens instead) reports the rest.
 

@@ -231,23 +231,13 @@ class MLMConfig:
 
 
 # %% [markdown]
-# ## Baselines, and starting at them
+# ## Baselines
 #
 # A number means little without a baseline. We fit two on the training blocks and measure them
 # on the validation targets: the **accuracy** of always guessing the most frequent token, and
 # the **cross-entropy of the unigram distribution** $q(w)$ (word frequencies, add-one smoothed),
 # $H = -\frac{1}{|S|}\sum \log q(x_{b,t})$. A model that has learned nothing about context
 # sits at these numbers; everything below them is context.
-#
-# **The output bias.** A freshly initialised model guesses every word about equally: its loss
-# is $\log V \approx 9.0$ nats. The first thing it learns is how common each word is, which takes
-# it down to $H$ ($\approx 6.5$ nats on the embedded corpus) without reading any
-# context. We can hand it that for free: at initialisation the logits $h^\top E_w$ are close to
-# zero, so setting the output bias to $c_w = \log q(w)$ makes the first softmax the unigram
-# distribution, and the first updates go to context instead. It is the prior initialisation
-# RetinaNet uses for its classifier bias (Lin et al., 2017, arXiv:1708.02002, §4.1). BERT started
-# the bias at zero; `--set unigram_bias=false` does the same. On our budget the head start
-# matters (measured under [Evidence](#evidence)).
 
 # %%
 def unigram_log_probs(train_ids: Tensor, vocab_size: int) -> Tensor:
@@ -264,6 +254,26 @@ def unigram_baselines(train_ids: Tensor, valid_labels: Tensor, vocab_size: int) 
     entropy = -log_q[targets].mean().item()
     return {"baseline_accuracy": (targets == log_q.argmax()).double().mean().item(),
             "baseline_entropy": entropy, "baseline_perplexity": math.exp(entropy)}
+
+
+# %% [markdown]
+# ## Starting the output bias at the unigram distribution
+#
+# A freshly initialised model guesses every word about equally: its loss is
+# $\log V \approx 9.0$ nats. The first thing it learns is how common each word is, which takes
+# it down to $H$ ($\approx 6.5$ nats on the embedded corpus) without reading any context. We can
+# hand it that for free: at initialisation the logits $h^\top E_w$ are close to zero, so setting
+# the output bias to $c_w = \log q(w)$ makes the first softmax the unigram distribution, and the
+# first updates go to context instead. It is the prior initialisation RetinaNet uses for its
+# classifier bias (Lin et al., 2017, arXiv:1708.02002, §4.1). BERT started the bias at zero;
+# `--set unigram_bias=false` does the same. On our budget the head start matters (measured
+# under [Evidence](#evidence)).
+
+# %%
+def init_output_bias(head: LMHead, log_q: Tensor) -> None:
+    """Start the output layer's bias at log q(w): the first softmax is the unigram distribution."""
+    with torch.no_grad():
+        head.bias.copy_(log_q)
 
 
 # %% [markdown]
@@ -295,8 +305,7 @@ class MLMTask:
         train_ids = self.train_blocks.input_ids
         self.baselines = unigram_baselines(train_ids, self.valid_labels, vocab_size)
         if config.unigram_bias:
-            with torch.no_grad():
-                self.model.head.bias.copy_(unigram_log_probs(train_ids, vocab_size))
+            init_output_bias(self.model.head, unigram_log_probs(train_ids, vocab_size))
 
     def mask(self, blocks: Any, generator: torch.Generator,
              rows: Any = slice(None)) -> tuple[Tensor, Tensor]:
@@ -389,8 +398,8 @@ def fill_in_the_blanks(model: MaskedLanguageModel, tokenizer: Any, text: str,
 # %% [markdown]
 # ## Train it
 #
-# In the notebook this cell trains the default model (about four and a half minutes on a 2-core
-# CPU) and fills in two blanks. From a shell the same run is
+# In the notebook this cell trains the default model (four to five minutes on a 2-core CPU;
+# measured under [Evidence](#evidence)) and fills in two blanks. From a shell the same run is
 # `labnotes train mlm --out runs/mlm`.
 
 # %%

@@ -540,8 +540,8 @@ def pooled_vectors(model: SentencePairModel, batch: dict[str, Tensor],
 
 
 @torch.no_grad()
-def evaluate_mlm(model: SentencePairModel, batch: dict[str, Tensor], device: torch.device,
-                 ignore: int) -> dict[str, float]:
+def evaluate_masked_words(model: SentencePairModel, batch: dict[str, Tensor],
+                          device: torch.device, ignore: int) -> dict[str, float]:
     total, correct, count = 0.0, 0, 0
     for part in batches(batch):
         part = {key: value.to(device) for key, value in part.items()}
@@ -639,7 +639,7 @@ class SentencePairTask:
         return pair_losses(model, batch, self.use_mlm, self.use_sentence, self.ignore, totals)
 
     def evaluate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
-        result = evaluate_mlm(model, self.mlm_test, device, self.ignore)
+        result = evaluate_masked_words(model, self.mlm_test, device, self.ignore)
         for name, pairs in self.test_sets.items():
             scores = sentence_scores(model, encode_pairs(self.valid_pairs, pairs), device)
             labels = torch.tensor([pair.label for pair in pairs])

@@ -25,8 +25,8 @@ arXiv: 1909.11942
 #
 # ALBERT's evidence is Table 5 (§4.6): a model trained with NSP is at chance on SOP (52.0%),
 # while a model trained with SOP also does well on NSP (78.9%) and on SOP itself (86.5%).
-# The Evidence section below rebuilds that experiment at laptop scale, with one more column
-# that shows *why*. Everything but the swap — pairs, cutting, the head, the loss — comes from
+# [The experiment](experiments.sop.md) rebuilds that table at laptop scale, with one more
+# column that shows *why*. Everything but the swap — pairs, cutting, the head, the loss — comes from
 # the [sentence pairs](pairs.md) page.
 
 # %%

@@ -20,7 +20,7 @@ resume bit for bit.
 # | `model` | the `nn.Module` to train |
 # | `settings()` | a JSON-able dict of everything that defines the model and data |
 # | `make_batch(step, generator)` | the batch for this step, on the CPU |
-# | `loss(model, batch)` | `(loss, metrics)` for one batch |
+# | `loss(model, batch, totals=None)` | `(loss, metrics)` for one batch (`totals`: see gradient accumulation) |
 # | `evaluate(model, device)` | validation metrics, a dict of floats |
 # | `loss_counts(batch)` | optional: how many items each term of the loss averages over |
 
@@ -34,6 +34,7 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import sys
 import tempfile
@@ -90,6 +91,10 @@ class TrainConfig:
             raise ValueError("warmup_steps and keep_checkpoints must be 0 or more")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive (got {self.lr})")
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
+            raise ValueError(f"device {self.device!r}: choose auto, cpu, cuda, cuda:N or mps")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise ValueError(f"precision {self.precision!r}: choose auto, fp32, bf16 or fp16")
 
 
 # Settings that may change between a run and its resumption (see "What may change on resume").
@@ -129,6 +134,10 @@ def task_settings(config: Any) -> dict[str, Any]:
 # exponent range and needs nothing else; float16 does not, so small gradients would round to
 # zero — a **gradient scaler** multiplies the loss before `backward` and divides the gradients
 # after. On the CPU we stay in float32: it is exact and, at this size, not slower.
+#
+# One setting is for the CPU's memory, not its arithmetic: on Linux, `keep_freed_memory` asks
+# the C library to keep the memory each step frees for the next one, instead of handing it back
+# and faulting it in again (its docstring says how; the MLM page measures what it saves).
 
 # %%
 def pick_device(name: str = "auto") -> torch.device:
@@ -522,6 +531,10 @@ def step_totals(task: Task, batches: list[dict[str, Tensor]]) -> dict[str, int] 
 # documents; every `checkpoint_every` steps a checkpoint is written and the `latest` pointer
 # moved to it. At the end the final model is saved as `model.safetensors` and the final
 # evaluation as `summary.json`.
+#
+# The run folder is checked before anything is trained: a folder that holds a run is never
+# trained over by accident (`resume=True` continues it, `overwrite=True` removes that run's files
+# and nothing else), and `resume=True` with no checkpoint to resume from is an error.
 
 # %%
 def train(task: Task, config: TrainConfig, out_dir: Path | str, *, resume: bool = False,
@@ -655,11 +668,19 @@ RUN_FILES = ("checkpoints", "metrics.jsonl", "config.json", "summary.json", "mod
 def prepare_out_dir(out_dir: Path, resume: bool, overwrite: bool = False) -> None:
     """Create the run folder. Never overwrite a run by accident, never resume from nothing."""
     check_out_dir(out_dir, resume, overwrite)
-    if overwrite:  # only the files a run writes: anything else in the folder is left alone
+    if overwrite and holds_run(out_dir):  # only a run's own files; nothing else is touched
         for name in RUN_FILES:
             path = out_dir / name
             shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
     out_dir.mkdir(parents=True, exist_ok=True)
+
+
+def holds_run(out_dir: Path) -> bool:
+    """Whether a folder holds a `labnotes train` run (so that --overwrite may clear it)."""
+    try:
+        return "paper" in json.loads((Path(out_dir) / "config.json").read_text())
+    except (OSError, ValueError, TypeError):
+        return latest_checkpoint(out_dir) is not None
 
 
 def check_out_dir(out_dir: Path, resume: bool, overwrite: bool = False) -> None:

@@ -219,3 +219,52 @@ def test_eval_reads_a_run_folder(tmp_path, capsys):
     saved = json.loads((out / "summary.json").read_text())
     assert result["eval_loss"] == pytest.approx(saved["eval_loss"], rel=1e-6)
     assert main(["eval", "mlm", "--checkpoint", str(tmp_path)]) == 1
+
+
+def test_overwrite_leaves_a_folder_that_holds_no_run_alone(tmp_path):
+    from labnotes.training import prepare_out_dir
+
+    (tmp_path / "config.json").write_text('{"mine": true}')
+    (tmp_path / "metrics.jsonl").write_text("my own notes\n")
+    prepare_out_dir(tmp_path, resume=False, overwrite=True)
+    assert (tmp_path / "config.json").read_text() == '{"mine": true}'
+    assert (tmp_path / "metrics.jsonl").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["bench", "mlm", "--threads", "-1"], "must be at least 0"),
+    (["train", "mlm", "--device", "bogus"], "choose auto, cpu, cuda"),
+    (["train", "mlm", "--set", "precision=fp8"], "choose auto, fp32, bf16 or fp16"),
+    (["experiment", "gpt7"], "unknown paper 'gpt7'"),
+])
+def test_bad_values_are_usage_errors(args, message, tmp_path):
+    result = run_cli(*args, "--out", str(tmp_path / "out")) if args[0] != "bench" else run_cli(*args)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_experiment_redraw_draws_from_the_stored_results(tmp_path, capsys):
+    import shutil
+
+    stored = Path(__file__).resolve().parents[1] / "docs" / "results" / "mlm"
+    shutil.copy(stored / "results.json", tmp_path / "results.json")
+    assert main(["experiment", "mlm", "--redraw", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "table.md").read_bytes() == (stored / "table.md").read_bytes()
+    assert main(["experiment", "mlm", "--redraw", "--out", str(tmp_path / "empty")]) == 1
+    assert "run the experiment first" in capsys.readouterr().err
+
+
+def test_a_quick_experiment_never_lands_in_docs_by_default(tmp_path, monkeypatch):
+    from labnotes.cli import build_parser
+
+    args = build_parser().parse_args(["experiment", "mlm", "--quick"])
+    assert args.out is None  # the default is chosen in command_experiment: check it there
+    import labnotes.cli as cli
+
+    seen = {}
+    monkeypatch.setattr("labnotes.experiments.common.run",
+                        lambda experiment, out, **kwargs: seen.setdefault("out", out))
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["experiment", "mlm", "--quick", "--no-progress"]) == 0
+    assert Path(seen["out"]) == Path("runs/experiment-mlm/quick-results")

@@ -36,15 +36,15 @@ from types import ModuleType
 from typing import Any
 
 # The training page's quick mode is imported here for the experiment pages too.
-from labnotes.training import (QUICK, QUICK_EVAL_EXAMPLES, make_quick,  # noqa: F401
-                               read_metrics, train, write_atomic, write_json)
+from labnotes.training import (QUICK, make_quick, read_metrics, train,  # noqa: F401
+                               write_atomic, write_json)
 
 
 # %% [markdown]
 # ## Running an experiment, and redrawing it
 #
 # Training runs go to `work_dir` (under `runs/`, never into `docs/`: checkpoints are large and
-# not part of the site). `out_dir` gets four files: `results.json`, `table.md`, the figures, and
+# not part of the site). `out_dir` gets `results.json`, `table.md`, one or more figures, and
 # `command.txt`, the command that made them, which the page shows under the table.
 
 # %%

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from labnotes.data import prepare_corpus
-from labnotes.downstream import DownstreamConfig, build_tasks, evaluate_encoder
+from labnotes.downstream import DownstreamConfig, build_tasks, evaluate_encoder, quick_suite
 from labnotes.electra import ELECTRA, ElectraConfig, ElectraTask, discriminator_loss
 from labnotes.experiments.common import (in_order, make_quick, markdown_table, percent, pyplot,
                                         run_in_notebook, save_figure, slug, train_arm,
@@ -177,7 +177,7 @@ ARMS = {  # name -> (objective, generator fraction)
     "All-Tokens MLM": ("all_tokens_mlm", 0.25),
 }
 GENERATOR_ARMS = {"ELECTRA, generator 1/2": 0.5, "ELECTRA, generator 1/1": 1.0}
-PAPER_TABLE5 = {"BERT (MLM)": 82.2, "ELECTRA": 85.0, "ELECTRA 15%": 82.4, "Replace MLM": 82.4,
+PAPER_TABLE_5 = {"BERT (MLM)": 82.2, "ELECTRA": 85.0, "ELECTRA 15%": 82.4, "Replace MLM": 82.4,
                 "All-Tokens MLM": 84.3}
 STEPS, BATCH_SIZE = 800, 64  # the MLM page's batch and learning rate
 
@@ -220,7 +220,7 @@ def flops_per_step(task: Any) -> float:
 
 # %%
 def run_experiment(work_dir: Path, *, quick: bool = False, progress: bool = True) -> dict[str, Any]:
-    suite = DownstreamConfig(steps=10, seeds=2) if quick else DownstreamConfig()
+    suite = quick_suite(DownstreamConfig()) if quick else DownstreamConfig()
     started = time.perf_counter()
     arms = {name: (*spec, True) for name, spec in ARMS.items()}
     arms.update({name: ("electra", fraction, False) for name, fraction in GENERATOR_ARMS.items()})
@@ -247,7 +247,7 @@ def run_experiment(work_dir: Path, *, quick: bool = False, progress: bool = True
         rows[name] = {"objective": objective, "generator_fraction": fraction,
                       "flops_per_step": step_flops, "train_seconds": seconds,
                       "summary": summary, "checkpoints": points, "downstream": points[-1],
-                      "paper_glue": PAPER_TABLE5.get(name)}
+                      "paper_glue": PAPER_TABLE_5.get(name)}
     return {"paper": "electra", "steps": task.config.train.steps,
             "batch_size": task.config.train.batch_size, "suite": dataclasses.asdict(suite),
             "random_init": baseline, "rows": rows, "seconds": time.perf_counter() - started}
@@ -267,7 +267,7 @@ TASK_LABELS = {"acceptability": "acceptability", "source": "source",
 
 
 def draw(results: dict[str, Any], out_dir: Path) -> None:
-    write_table(out_dir / "table.md", results_tables(results))
+    write_table(out_dir / "table.md", results_table(results))
     plot_compute(results, out_dir / "downstream_vs_compute.svg")
 
 
@@ -275,7 +275,7 @@ def score_cell(scores: dict[str, Any], key: str) -> str:
     return percent(scores[key]["mean"], scores[key]["std"])
 
 
-def results_tables(results: dict[str, Any]) -> str:
+def results_table(results: dict[str, Any]) -> str:
     baseline = results["random_init"]
     rows = {name: results["rows"][name]
             for name in in_order(results["rows"], [*ARMS, *GENERATOR_ARMS])}

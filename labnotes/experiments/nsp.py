@@ -275,6 +275,4 @@ def plot_curve(curve: list[dict[str, Any]], overlap: dict[str, float], path: Pat
 
 # %%
 if __name__ == "__main__":
-    import sys
-
     run_in_notebook(sys.modules[__name__], "nsp")

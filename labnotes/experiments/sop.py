@@ -187,6 +187,4 @@ def results_table(results: dict[str, Any]) -> str:
 
 # %%
 if __name__ == "__main__":
-    import sys
-
     run_in_notebook(sys.modules[__name__], "sop")

@@ -27,11 +27,10 @@ import torch
 from torch import Tensor
 
 from labnotes.data import prepare_corpus
-from labnotes.downstream import DownstreamConfig, build_tasks, evaluate_encoder
-from labnotes.experiments.common import (QUICK_EVAL_EXAMPLES, in_order, make_quick,
-                                        markdown_table, mean_and_spread, percent_over_seeds,
-                                        pyplot, run_in_notebook, save_figure, train_arm,
-                                        write_table)
+from labnotes.downstream import DownstreamConfig, build_tasks, evaluate_encoder, quick_suite
+from labnotes.experiments.common import (in_order, make_quick, markdown_table, mean_and_spread,
+                                        percent_over_seeds, pyplot, run_in_notebook, save_figure,
+                                        train_arm, write_table)
 from labnotes.mlm import IGNORE, evaluate_mlm, mask_tokens, unigram_baselines
 from labnotes.spanbert import (SpanBERTConfig, SpanBERTModel, SpanBERTTask, block_words,
                                mask_spans, span_boundary_targets)
@@ -176,9 +175,8 @@ def held_out_masks(task: SpanBERTTask) -> tuple[tuple[Tensor, ...], tuple[Tensor
 
 
 def downstream_suite(task: SpanBERTTask, quick: bool) -> tuple[dict[str, Any], DownstreamConfig]:
-    small = {"steps": 5, "max_train_examples": QUICK_EVAL_EXAMPLES,
-             "max_test_examples": QUICK_EVAL_EXAMPLES}  # the quick mode: a check, not a result
-    config = DownstreamConfig(seeds=1, **(small if quick else {}))
+    config = DownstreamConfig(seeds=1)
+    config = quick_suite(config) if quick else config
     prepared = prepare_corpus(task.config.corpus)
     return build_tasks(prepared, config, task.config.model.max_len), config
 
