@@ -49,8 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from labnotes.data import CorpusConfig, prepare_corpus
-from labnotes.tokenizer import CLS_ID, PAD_ID, SEP_ID
+from labnotes.tokenizer import CLS_ID, PAD_ID, SEP_ID, CorpusConfig, prepare_corpus
 from labnotes.training import QUICK, QUICK_EVAL_EXAMPLES
 
 # %% [markdown]
@@ -297,7 +296,7 @@ TASK_BUILDERS = {"acceptability": (acceptability_examples, 2), "source": (source
 
 def build_tasks(prepared: Any, config: DownstreamConfig | None = None,
                 max_len: int | None = None) -> dict[str, ClassificationTask]:
-    """The suite's tasks from a prepared corpus (labnotes.data.prepare_corpus)."""
+    """The suite's tasks from a prepared corpus (labnotes.tokenizer.prepare_corpus)."""
     config = config or DownstreamConfig()
     if max_len is not None and max_len < config.max_tokens:
         config = dataclasses.replace(config, max_tokens=max_len)

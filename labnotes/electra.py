@@ -43,9 +43,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from labnotes.data import CorpusConfig, prepare_blocks
 from labnotes.mlm import IGNORE, mask_tokens
-from labnotes.tokenizer import PAD_ID, SPECIAL_TOKENS
+from labnotes.tokenizer import CorpusConfig, PAD_ID, SPECIAL_TOKENS, prepare_blocks
 from labnotes.training import QUICK, TrainConfig, make_quick, share_of_step, task_settings, train
 from labnotes.transformer import Embeddings, Encoder, EncoderConfig, init_weights
 

@@ -35,8 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from labnotes.data import CorpusConfig, prepare_blocks
-from labnotes.tokenizer import CLS_ID, MASK_ID, PAD_ID, SEP_ID, SPECIAL_TOKENS
+from labnotes.tokenizer import (CLS_ID, CorpusConfig, MASK_ID, PAD_ID, SEP_ID, SPECIAL_TOKENS,
+                               prepare_blocks)
 from labnotes.training import QUICK, TrainConfig, make_quick, share_of_step, task_settings, train
 from labnotes.transformer import Encoder, EncoderConfig, LMHead
 

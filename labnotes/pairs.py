@@ -37,8 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from labnotes.data import CorpusConfig, CorpusError, prepare_corpus
-from labnotes.tokenizer import CLS_ID, PAD_ID, SEP_ID
+from labnotes.data import CorpusError
+from labnotes.tokenizer import CLS_ID, PAD_ID, SEP_ID, CorpusConfig, prepare_corpus
 from labnotes.training import TrainConfig, share_of_step, task_settings
 from labnotes.transformer import Encoder, EncoderConfig, LMHead, init_weights
 

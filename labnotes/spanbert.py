@@ -46,10 +46,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from labnotes.data import CorpusConfig, prepare_blocks
 from labnotes.mlm import (IGNORE, MaskedLanguageModel, evaluate_mlm, fill_in_the_blanks,
                           mask_tokens, unigram_baselines)
-from labnotes.tokenizer import MASK_ID, PAD_ID, SPECIAL_TOKENS
+from labnotes.tokenizer import CorpusConfig, MASK_ID, PAD_ID, SPECIAL_TOKENS, prepare_blocks
 from labnotes.training import QUICK, TrainConfig, make_quick, share_of_step, task_settings, train
 from labnotes.transformer import EncoderConfig, init_weights
 

@@ -14,12 +14,13 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import tokenizers
 from tokenizers import decoders, models, normalizers, pre_tokenizers, processors, trainers
 
-from labnotes.data import Corpus, CorpusError, EncodedSentence, atomic_write_text, cache_dir
+from labnotes.data import (MIN_BLOCK_TOKENS, Blocks, Corpus, CorpusError, EncodedSentence,
+                           atomic_write_text, cache_dir, load_corpus, pack_blocks, split_corpus)
 
 if TYPE_CHECKING:  # transformers is only needed by tests that compare against it
     from transformers import PreTrainedTokenizerFast
@@ -315,6 +316,90 @@ def train_tokenizer(
     tokenizer = Tokenizer(_train_backend(corpus, config))
     tokenizer.save(path)
     return tokenizer
+
+
+# %% [markdown]
+# ## From a corpus to token blocks
+#
+# Every task starts the same way: load the corpus (the embedded default or `--data`), split
+# it by document into training and validation parts ([the data page](data.md)), train (or load
+# from the cache) the tokenizer above on the **training part only**, and encode both parts.
+# Pages that train on single sequences then pack the encoded documents into fixed-length
+# blocks; pages that need sentence pairs (NSP, SOP) build their own examples from the encoded
+# documents.
+
+# %%
+@dataclass
+class CorpusConfig:
+    data: str | None = None  # None: the embedded corpus; a path; or a download name
+    seq_len: int = 64
+    vocab_size: int = 8192
+    valid_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.seq_len < MIN_BLOCK_TOKENS:
+            raise ValueError(
+                f"seq_len must be at least {MIN_BLOCK_TOKENS} tokens (got {self.seq_len})"
+            )
+        if self.vocab_size < 64:
+            raise ValueError(f"vocab_size must be at least 64 (got {self.vocab_size})")
+        if not 0 < self.valid_fraction < 1:
+            raise ValueError(f"valid_fraction must be between 0 and 1 (got {self.valid_fraction})")
+
+
+@dataclass
+class PreparedCorpus:
+    tokenizer: Tokenizer
+    train_documents: list  # documents -> sentences -> (token ids, word ids)
+    valid_documents: list
+
+    def blocks(self, split: str, seq_len: int, *, across_documents: bool = False) -> Blocks:
+        documents = self.train_documents if split == "train" else self.valid_documents
+        return pack_blocks(documents, seq_len, cls_id=CLS_ID, sep_id=SEP_ID, pad_id=PAD_ID,
+                           source=f"the {split} split", across_documents=across_documents)
+
+
+_PREPARED: dict[str, PreparedCorpus] = {}
+
+
+def source_stamp(data: str | None) -> list:
+    """When and how big the files behind `--data` are: an edited file is a new corpus."""
+    path = Path(data) if data else None
+    if path is None or not path.exists():
+        return []  # the embedded corpus, or a download name (checked by its SHA-256)
+    files = sorted(path.rglob("*.txt")) if path.is_dir() else [path]
+    return [[str(file), file.stat().st_mtime_ns, file.stat().st_size] for file in files]
+
+
+def prepare_corpus(config: CorpusConfig) -> PreparedCorpus:
+    key = json.dumps([config.data, source_stamp(config.data), config.vocab_size,
+                      config.valid_fraction])
+    if key not in _PREPARED:  # tasks in one process (experiments, tests) share the work
+        corpus = load_corpus(config.data)
+        train_part, valid_part = split_corpus(corpus, config.valid_fraction)
+        tokenizer = train_tokenizer(train_part, TokenizerConfig(vocab_size=config.vocab_size))
+        _PREPARED[key] = PreparedCorpus(tokenizer, tokenizer.encode_corpus(train_part),
+                                        tokenizer.encode_corpus(valid_part))
+    return _PREPARED[key]
+
+
+# %% [markdown]
+# The single-sequence pages (MLM, SpanBERT, ELECTRA) all want the same three things from
+# that: the tokenizer, the training blocks and the validation blocks. `prepare_blocks` also
+# fits the encoder's configuration to them — its vocabulary to the tokenizer's, its position
+# table to at least the block length — so that a `--set corpus.vocab_size=...` or a longer
+# `--seq-len` never meets a model of the wrong shape.
+
+# %%
+def prepare_blocks(corpus: CorpusConfig, model: Any, *,
+                   across_documents: bool = False) -> tuple[Any, Any, Any]:
+    """(tokenizer, training blocks, validation blocks); fits `model`, an EncoderConfig, to them."""
+    prepared = prepare_corpus(corpus)
+    model.vocab_size = prepared.tokenizer.vocab_size
+    model.max_len = max(model.max_len, corpus.seq_len)
+    return (prepared.tokenizer,
+            prepared.blocks("train", corpus.seq_len, across_documents=across_documents),
+            prepared.blocks("valid", corpus.seq_len, across_documents=across_documents))
 
 
 # %% [markdown]

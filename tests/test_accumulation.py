@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from labnotes.data import CorpusConfig
+from labnotes.tokenizer import CorpusConfig
 from labnotes.electra import ElectraConfig, ElectraTask
 from labnotes.experiments.electra import HybridTask
 from labnotes.mlm import IGNORE, MLMConfig, MLMTask

@@ -12,7 +12,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from labnotes.cli import main
-from labnotes.data import CorpusConfig, prepare_corpus
 from labnotes.downstream import (
     DownstreamConfig,
     build_tasks,
@@ -22,7 +21,7 @@ from labnotes.downstream import (
     shuffle_words,
 )
 from labnotes.registry import load_run
-from labnotes.tokenizer import CLS_ID, PAD_ID, SEP_ID
+from labnotes.tokenizer import CLS_ID, PAD_ID, SEP_ID, CorpusConfig, prepare_corpus
 from labnotes.transformer import Encoder
 from tests.test_cli import TINY, write_small_corpus
 

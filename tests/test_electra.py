@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from labnotes.cli import main
-from labnotes.data import CorpusConfig
+from labnotes.tokenizer import CorpusConfig
 from labnotes.electra import (ELECTRA, ElectraConfig, discriminator_loss, electra_masking,
                               generator_config, replace_tokens, sample_tokens)
 from labnotes.experiments.electra import (HYBRIDS, AllTokensMLM, Electra15, HybridTask,

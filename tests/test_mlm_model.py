@@ -132,7 +132,7 @@ def test_unigram_log_probs_by_hand():
 @pytest.mark.parametrize("unigram_bias", [True, False])
 def test_the_output_bias_starts_at_the_unigram_distribution(tmp_path, unigram_bias):
     """With the unigram bias the untrained model already scores the unigram cross-entropy; without, log V."""
-    from labnotes.data import CorpusConfig
+    from labnotes.tokenizer import CorpusConfig
     from labnotes.mlm import MLMConfig, MLMTask, unigram_log_probs
     from tests.test_cli import write_small_corpus
 

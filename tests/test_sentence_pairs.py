@@ -14,7 +14,7 @@ from scipy.stats import ks_2samp
 
 from labnotes import nsp, pairs, sop
 from labnotes.cli import main
-from labnotes.data import CorpusConfig, CorpusError
+from labnotes.data import CorpusError
 from labnotes.experiments.nsp import bert_nsp_example, length_only_accuracy
 from labnotes.experiments.sop import TEST_SETS
 from labnotes.nsp import NSPTask, nsp_example, nsp_twins, same_document_twins
@@ -22,7 +22,7 @@ from labnotes.pairs import (NEGATIVE, POSITIVE, PairConfig, PairSampler, Sentenc
                             apply_plan, encode_pairs, truncation_plan, usable_documents)
 from labnotes.registry import PAPERS
 from labnotes.sop import SOPTask, sop_example, sop_twins, swapped
-from labnotes.tokenizer import CLS_ID, PAD_ID, SEP_ID
+from labnotes.tokenizer import CLS_ID, PAD_ID, SEP_ID, CorpusConfig
 from labnotes.training import TrainConfig, read_metrics, train
 from labnotes.transformer import EncoderConfig
 

@@ -164,3 +164,20 @@ def test_default_tokenizer_on_embedded_corpus() -> None:
     ids, words = tokenizer.encode_with_words("The gradient flows backwards through the network.")
     assert UNK_ID not in ids and words == sorted(words)
     assert train_tokenizer(corpus).backend.get_vocab() == tokenizer.backend.get_vocab()
+
+
+def test_prepare_corpus_sees_an_edited_data_file(tmp_path):
+    import os
+
+    from labnotes.tokenizer import CorpusConfig, prepare_corpus
+    from tests.test_cli import write_small_corpus
+
+    path = write_small_corpus(tmp_path / "small.txt", documents=60, seed=0)
+    first = prepare_corpus(CorpusConfig(data=str(path), vocab_size=300))
+    assert prepare_corpus(CorpusConfig(data=str(path), vocab_size=300)) is first  # cached
+    write_small_corpus(path, documents=80, seed=1)
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    second = prepare_corpus(CorpusConfig(data=str(path), vocab_size=300))
+    assert second is not first
+    assert len(second.train_documents) + len(second.valid_documents) > \
+        len(first.train_documents) + len(first.valid_documents)

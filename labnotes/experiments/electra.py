@@ -29,13 +29,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from labnotes.data import prepare_corpus
 from labnotes.downstream import DownstreamConfig, build_tasks, evaluate_encoder, quick_suite
 from labnotes.electra import ELECTRA, ElectraConfig, ElectraTask, discriminator_loss
 from labnotes.experiments.common import (in_order, make_quick, markdown_table, percent, pyplot,
                                         run_in_notebook, save_figure, slug, train_arm,
                                         write_table)
 from labnotes.mlm import IGNORE, MLMConfig, MLMTask
+from labnotes.tokenizer import prepare_corpus
 from labnotes.training import TrainConfig, load_checkpoint, step_generator
 from labnotes.transformer import Encoder, EncoderConfig, LMHead, init_weights
 
