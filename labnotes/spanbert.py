@@ -688,7 +688,7 @@ if __name__ == "__main__":
 # (`labnotes experiment spanbert`) tests the skill span tasks rely on in its most direct form:
 # **span recovery**. It trains four encoders that differ only in masking: token (BERT),
 # whole-word, geometric spans, and geometric spans + SBO; same size, same data, 700 steps of
-# 64 blocks, two seeds each (about 30 minutes on one CPU core, most of it training). In every
+# 64 blocks, two seeds each (30 to 40 minutes on one CPU core, most of it training). In every
 # held-out validation block it then hides one span of 3, 4, 5 or 6 whole words (all `[MASK]`,
 # a real word on each side) and asks each model's MLM head to fill it, token by token:
 # per-token accuracy and exact match (every token of the span right). The SBO model's boundary
@@ -703,38 +703,52 @@ if __name__ == "__main__":
 # and token masking hide almost the same tokens here; BERT's WordPiece vocabulary (about 30k
 # pieces), which SpanBERT uses, splits many more words.
 #
+# The held-out text now leaves out every sentence seen in training (see the
+# [data page](data.md)), and the [downstream suite](downstream.md)'s same-passage negatives now
+# draw their second sentence as positives do, so the numbers below differ from earlier versions
+# of this page.
+#
 # <!-- results: spanbert -->
 #
 # **What reproduced: the boundaries know about the span.** The SBO head, which sees nothing but
-# the two encoder outputs just outside a span and a position, recovers 7.0% of the hidden
-# tokens against 4.2% for always guessing the most frequent token, and it does best where the
-# paper's argument says it should: 8.8% on a token next to a boundary, 6.0% one step further
-# in, 5.7% two steps in, and better on short spans than long ones (8.0% at 3 words, 6.6% at 6).
-# At this budget it even beats every model's MLM head (5.7–6.0%), which sees the whole block:
-# the SBO head was trained for exactly this job, while an MLM head inside a run of
-# `[MASK]`s has little to go on but its position. This is the paper's reason for SBO (§3.2):
-# span-selection models build a span's representation from its boundary tokens, and SBO helps
-# most on such a task, coreference (Table 7: 76.3 → 79.0).
+# the two encoder outputs just outside a span and a position, recovers 6.2% of the hidden tokens
+# against 3.9% for always guessing the most frequent token, and it does best where the paper's
+# argument says it should: 7.3% on a token next to a boundary, 6.1% one step further in, 4.4%
+# two steps in, and better on short spans than long ones (6.7% at 3 words, 5.9% at 6). At this
+# budget it even beats every model's MLM head (5.3–5.5%), which sees the whole block, by 0.7–0.9
+# points, more than the seed spread (0.3 at most): the SBO head was trained for exactly this
+# job, while an MLM head inside a run of `[MASK]`s has little to go on but its position. The
+# lead is all at the edges, though: two steps in, the SBO head (4.4%) falls below every MLM head
+# (4.8–5.0%). This is the paper's reason for SBO (§3.2): span-selection models build a span's
+# representation from its boundary tokens, and SBO helps most on such a task, coreference
+# (Table 7: 76.3 → 79.0).
 #
 # **What did not: the masking scheme's effect on span prediction (Table 6) and SBO's on the
-# encoder (Table 7).** All four MLM heads fill held-out spans at 5.7–6.0%, barely above the
-# baseline, with no exact matches; if anything token masking is ahead (6.0 vs 5.7), where the
-# paper's QA columns put geometric spans first, whole words second and tokens last. Adding
-# SBO lowered the MLM head's accuracy on ordinary masked tokens (9.2% vs 10.8% for span masking
-# alone). On the downstream suite the three MLM-only arms are within a point of each other
-# (55.0–55.6% mean accuracy), as GLUE barely moves in Table 6, while the SBO model is lowest
-# (53.1%), mostly from same passage (50.8%, where chance is 50%), the opposite of Table 7's
-# small GLUE gain (83.8 → 84.0). The one hint of the expected pattern is on the two masked
-# versions of the validation blocks: token masking beats span masking on scattered tokens
-# (11.1% vs 10.8%) and span masking beats it on spans (10.6% vs 10.4%), a crossing the size of
-# one standard deviation.
+# encoder (Table 7).** All four MLM heads fill held-out spans at 5.3–5.5%, 1.4–1.6 points above
+# the baseline, with no exact matches, and their differences are within the seed spread (up to
+# 0.3): a tie, even on the longest spans (5.3–5.4% at 6 words), where the paper's QA columns put
+# geometric spans first, whole words second and tokens last. Adding SBO lowered the MLM head's
+# accuracy on ordinary masked tokens (9.8% vs 11.2% for span masking alone, and 8.7% vs 9.6% on
+# span-masked blocks), well beyond the spread. The two masked versions of the validation blocks
+# show no crossing either: token and whole-word masking beat span masking on scattered tokens
+# (11.8% vs 11.2%, more than the spread), but on span-masked blocks the three MLM-only arms are
+# within 0.15 points of each other (9.6–9.7%), span masking not ahead: training on spans gave no
+# edge at filling spans. On the downstream suite geometric spans have the best mean (54.8%
+# against 53.7% for token and 53.0% for whole-word masking), a gap only a little larger than the
+# spread (0.6–0.8) and mostly from acceptability, where every arm is at chance (48.6–51.2%;
+# chance is 50%): weak evidence, pointing the same way as Table 6's GLUE average (tokens 83.2,
+# spans 83.4). The SBO model is 1.6 points below span masking alone (53.2%, beyond the spread),
+# mostly on source (54.7% vs 58.5%), the opposite of Table 7's small GLUE gain (83.8 → 84.0).
+# Same passage ties across all four arms (53.0–55.1%, spreads up to 2.6), a few points above its
+# 50% chance.
 #
-# **Why scale explains it.** These encoders saw about 1.9 million tokens (700 steps × 64
-# blocks × about 41 tokens); SpanBERT saw up to 2.4M steps × 256 × 512, some 3 × 10¹¹, five
-# orders of magnitude more. After 700 steps a model predicts held-out masked tokens at 8–12%,
-# with a loss of 6.1–6.35 nats against 6.5–6.6 for word frequencies alone: it has only begun
-# to use context, so it mostly guesses frequent tokens wherever the gaps were during
-# training, and how the gaps were shaped has little to act on. A second head sharing that
-# small budget (SBO) costs the MLM head accuracy, a cost that the paper's downstream numbers,
-# after long training, do not show. Our tokenizer also splits few words, so whole-word masking
-# equals token masking here, as the table shows (5.9 vs 6.0).
+# **Why scale explains it.** These encoders saw about 1.9 million tokens (700 steps × 64 blocks
+# × about 41 tokens); SpanBERT saw up to 2.4M steps × 256 × 512, some 3 × 10¹¹, five orders of
+# magnitude more. After 700 steps a model predicts held-out masked tokens at 8.5–12%, with a
+# loss of 6.16–6.37 nats against 6.56–6.60 for word frequencies alone: it has only begun to use
+# context, so it mostly guesses frequent tokens wherever the gaps were during training, and how
+# the gaps were shaped has little to act on. A second head sharing that small budget (SBO) costs
+# the MLM head accuracy, and here some downstream accuracy too, a cost that the paper's
+# downstream numbers, after long training, do not show. Our tokenizer also splits few words, so
+# whole-word masking equals token masking here, as the tables show (5.5 vs 5.4 on spans, 11.8
+# vs 11.8 on scattered tokens).

@@ -313,8 +313,8 @@ def plot_recovery(results: dict[str, Any], path: Path) -> None:
 # %% [markdown]
 # ## Run it
 #
-# From a shell, `labnotes experiment spanbert` trains the four arms for both seeds (about half
-# an hour on one CPU core) and writes `docs/results/spanbert/`; `--redraw` redraws the tables
+# From a shell, `labnotes experiment spanbert` trains the four arms for both seeds (30 to 40
+# minutes on one CPU core) and writes `docs/results/spanbert/`; `--redraw` redraws the tables
 # and the figure from the stored `results.json`. In the notebook this cell runs the arms into
 # `runs/experiment-spanbert/` and prints the tables.
 
