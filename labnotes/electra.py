@@ -552,39 +552,66 @@ if __name__ == "__main__":
 #
 # <!-- results: electra -->
 #
-# **What reproduced: nothing of Table 5's ordering.** At 800 steps of 64 blocks (about 3.3
-# million tokens per arm) BERT's MLM is the best encoder (56.6 against 52.5 for a random one),
-# followed by All-Tokens MLM (53.8) and Replace MLM (51.6). Both discriminators, ELECTRA and
-# ELECTRA 15%, score *below* the random encoder (45.7 and 45.2): on `source` they fall to
-# 35–36%, barely above its 33% chance, where even random features get 53%. Changing the
-# generator's width does not help (1/2: 45.1; 1/1: 49.8). The one thing that matches the paper
-# is the cost of a step: a generator of 1/4 the width adds 9% to BERT's FLOPs (1.39 against
-# 1.28 × 10¹⁰ per step), while All-Tokens MLM, with a $|V|$-way output at every position,
-# costs 2.7 times as much.
+# **What reproduced: one comparison of Table 5, per step only.** At 800 steps of 64 blocks
+# (about 3.3 million tokens per arm) no encoder is clearly better than a random one: BERT's MLM
+# (53.2 ± 1.4), All-Tokens MLM (52.1 ± 0.5) and the random encoder (52.3) tie. Replace MLM is
+# below them (49.8 ± 0.4), and the two discriminators, ELECTRA and ELECTRA 15%, are lowest (45.4
+# and 44.3). Two of the three tasks are within three points of chance for every encoder, random
+# included; only `source` tells them apart. There BERT is the one encoder well above random
+# features (57.6% against 52.9%), and both discriminators fall to 34–36%, at or barely above its
+# 33% chance. Table 5's order (ELECTRA 85.0, All-Tokens MLM 84.3, Replace MLM and ELECTRA 15%
+# 82.4, BERT 82.2) is turned upside down: BERT comes first (tied), ELECTRA last but one.
+#
+# Two comparisons go the paper's way. All-Tokens MLM beats Replace MLM (52.1 ± 0.5 against
+# 49.8 ± 0.4; the paper's 84.3 against 82.4): on the same corrupted input, a loss on every token
+# beats a loss on 15% of them at the same number of steps. Not at the same compute: at its 400th
+# step (13.9 TFLOPs) All-Tokens MLM scored 46.1 ± 1.4, below Replace MLM's 49.8 at 13.1. And
+# ELECTRA is a point above ELECTRA 15% (45.4 ± 0.4 against 44.3 ± 0.8, the seeds overlapping),
+# but between two detectors that each give one constant answer (below), which says nothing
+# about learning from all tokens.
+#
+# The cost of a step is counted, not assumed. ELECTRA's is 1.42 times BERT's (1.37 against
+# 0.96 × 10¹⁰ FLOPs); most of the difference is the MLM page's encoder cut (the last block's
+# feed-forward layer runs only at the predicted positions), which saves BERT about a quarter of
+# its step and which a discriminator graded at every position cannot make. Widening the
+# generator to 1/2 and 1/1 adds 10% and 44% to ELECTRA's step; All-Tokens MLM, with a $|V|$-way
+# output at every position, costs 2.5 times ELECTRA's step and 3.6 times BERT's.
+#
+# **Generator size goes against Figure 3.** The paper finds generators 1/4 to 1/2 the
+# discriminator's width best and one as wide worse. Here 1/2 ties 1/4 (44.6 ± 0.8 against
+# 45.4 ± 0.4) and 1/1 is the best of the three (50.3 ± 1.4), though still below the random
+# encoder. The 1/1 generator's samples are also right most often (12.7% of the selected
+# positions, against 8.8% for 1/4 and 5.2% for 1/2), and its discriminator, like the others,
+# calls no token replaced (precision and recall 0): whatever the wider generator gives the
+# encoder, it is not the ability to spot fakes.
 #
 # **Why: the discriminator never gets off the ground.** On held-out text ELECTRA's
-# discriminator calls *no* token replaced (precision and recall 0), and its loss stays at the
-# entropy of the replaced fraction — the loss of a detector that ignores its input. ELECTRA
-# 15% fails the other way round: it calls *every* token replaced (accuracy 0.133, precision
-# 0.13, the replaced fraction, and recall 1.00). It is graded only at the selected positions,
-# where its generator guessed right 6.5% of the time, so about 93% of them are replaced, and
-# "replaced" is the answer it gives everywhere. Each discriminator settles on the constant
-# answer its loss favours. Training longer does not change that: `labnotes train electra
-# --steps 3000 --set eval_blocks=256` ends with a discriminator loss of 0.3606 nats against
-# 0.3672 for ignoring the input, recall 0, while its generator reaches 14% masked-word
-# accuracy. The discriminator can only flag a token it knows to be less likely in context than
-# the generator thought. Early in training the generator learns the easy facts of context —
-# which words go with which topic — quickly, from a $|V|$-way target at each selected
-# position; the discriminator must learn the same facts from one bit per token, and by the
-# time it could, the generator's samples already fit everything it knows. Its encoder instead
-# settles on features that carry less than random ones (hence the `source` column). The
-# paper's small model trained on about $1.6 \times 10^{10}$ tokens ($10^6$ steps of 128
-# sequences of 128 tokens, Appendix A), 5,000 times more than each arm here, with a deeper and
-# wider discriminator; its Table 5 and Figure 4 say nothing about the first few million
-# tokens, and this experiment says that is where ELECTRA's advantage has not begun. To see
-# replaced token detection work on a laptop, train it on the small grammar corpus the tests
-# use, where a wrong word is easy to spot (the end-to-end test checks that the discriminator
-# then finds fakes far better than chance).
+# discriminator calls *no* token replaced (precision and recall 0; accuracy 0.871, the share of
+# original tokens), and its loss, 0.377 nats, stays within 0.01 of the entropy of the replaced
+# fraction (0.384) — the loss of a detector that ignores its input. ELECTRA 15% fails the other
+# way round: it calls *every* token replaced (accuracy 0.131, precision 0.13, the replaced
+# fraction, and recall 1.00). It is graded only at the selected positions, where its generator
+# guessed right 7.5% of the time, so about 93% of them are replaced, and "replaced" is the
+# answer it gives everywhere. Each discriminator settles on the constant answer its loss
+# favours. Training longer does not change that: in a separate run, made before held-out text
+# left out sentences seen in training, `labnotes train electra --steps 3000 --set
+# eval_blocks=256` ended with a discriminator loss of 0.3606 nats against 0.3672 for ignoring
+# the input, recall 0, while its generator reached 14% masked-word accuracy. The discriminator
+# can only flag a token it knows to be less likely in context than the generator thought. Early
+# in training the generator learns the easy facts of context — which words go with which topic
+# — quickly, from a $|V|$-way target at each selected position; the discriminator must learn
+# the same facts from one bit per token, and by the time it could, the generator's samples
+# already fit everything it knows. Its encoder instead settles on features that carry less than
+# random ones (hence the `source` column). The paper's small model trained on about
+# $1.6 \times 10^{10}$ tokens ($10^6$ steps of 128 sequences of 128 tokens, Appendix A), 5,000
+# times more than each arm here, with a deeper and wider discriminator; its Table 5 and Figure 4
+# say nothing about the first few million tokens, and this experiment says that is where
+# ELECTRA's advantage has not begun. To see replaced token detection work on a laptop, train it
+# on the small grammar corpus the tests use, where a wrong word is easy to spot (the end-to-end
+# test checks that the discriminator then finds fakes far better than chance).
 #
 # One pretraining seed per arm and three fine-tuning seeds per score: the spread shown is that
-# of fine-tuning only.
+# of fine-tuning only, and differences within it are read as ties. The numbers differ from
+# earlier versions of this page because held-out text now leaves out sentences seen in training
+# ([data page](data.md)) and the downstream suite's same-passage negatives were fixed
+# ([downstream suite](downstream.md)).

@@ -339,10 +339,11 @@ def plot_compute(results: dict[str, Any], path: Path) -> None:
 # %% [markdown]
 # ## Run it
 #
-# From a shell, `labnotes experiment electra` trains the seven arms (about 35 minutes on 2 CPU
-# cores) and writes `docs/results/electra/`; `labnotes experiment electra --redraw` redraws the
-# tables and the figure from the stored `results.json`. In the notebook this cell runs the
-# arms into `runs/experiment-electra/` and prints the tables.
+# From a shell, `labnotes experiment electra` trains the seven arms (the stored run took 55
+# minutes on one thread of a 2-core CPU shared with another experiment; about 35 with both
+# cores to itself, measured earlier) and writes `docs/results/electra/`; `labnotes experiment electra
+# --redraw` redraws the tables and the figure from the stored `results.json`. In the notebook
+# this cell runs the arms into `runs/experiment-electra/` and prints the tables.
 
 # %%
 if __name__ == "__main__":
