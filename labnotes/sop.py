@@ -26,8 +26,8 @@ arXiv: 1909.11942
 # ALBERT's evidence is Table 5 (§4.6): a model trained with NSP is at chance on SOP (52.0%),
 # while a model trained with SOP also does well on NSP (78.9%) and on SOP itself (86.5%).
 # [The experiment](experiments.sop.md) rebuilds that table at laptop scale, with one more
-# column that shows *why*. Everything but the swap — pairs, cutting, the head, the loss — comes from
-# the [sentence pairs](pairs.md) page.
+# column that shows *why*. Everything but the swap — pairs, cutting, the head, the loss — comes
+# from the [sentence pairs](pairs.md) page.
 
 # %%
 from __future__ import annotations
@@ -93,9 +93,10 @@ def sop_twins(sampler: PairSampler, rng: random.Random) -> list[Pair]:
 # first segment hints at the true order. A backward chunk stops at its target or at the top of
 # its document, and in a short document that is often the top: A starts a document in 48.9% of
 # our in-order pairs against 33.8% with forward growth. So a classifier that sees only the two
-# lengths gets 56.4% on SOP with our chunks against 54.4% with forward-grown ones
-# ([the experiment](experiments.sop.md)). Two-way growth removes the cue that the construction
-# adds, not the one that the text brings, and on this corpus it gives that one more room.
+# lengths gets 57.3% on SOP with our chunks against 53.5% with forward-grown ones (20,000
+# held-out pairs each, so about ±0.7 points; [the experiment](experiments.sop.md)). Two-way
+# growth removes the cue that the construction adds, not the one that the text brings, and on
+# this corpus it gives that one more room.
 
 # %% [markdown]
 # ## The task
@@ -147,40 +148,55 @@ if __name__ == "__main__":
 # - **NSP, same document**: NSP pairs whose negative B comes from the same document — the
 #   column that shows *why*: with no change of topic to notice, what is left is coherence.
 #
-# The sentence columns are read the way we understand the paper to read them: each model's
-# own two-way head, applied to every test set, with "positive" meaning "A, then the text
-# that follows it" for both heads. The MLM-only model has an untrained head, which is why its
-# row sits at chance (the paper's "None" row, 52.4 / 53.3, looks the same). Since a head only
-# answers the question it was trained on, a second table asks what the pooled vector
-# *contains*: a linear probe, fitted on pairs from training documents for each test set
-# separately, on the frozen pooled vector of each model. Two classifiers that never read the
-# text in order set the floor: lengths only, and the bag-of-words overlap.
+# Each test set holds 2,000 pairs, half of them negatives, so a 95% interval is about ±2.2
+# points: anything from 47.8% to 52.2% is chance. The sentence columns are read the way we
+# understand the paper to read them: each model's own two-way head, applied to every test set,
+# with "positive" meaning "A, then the text that follows it" for both heads. The MLM-only
+# model's head is never trained: it is a fixed random readout of a pooled vector that changes
+# as masked words are learned, so it drifts off exactly 50%, and which way means nothing. Its
+# row sits at chance or a hair below it (47.9% on NSP, 47.7% on SOP; the paper's "None" row,
+# 52.4 / 53.3, is near chance too). Since a head only answers the question it was trained on,
+# a second table asks what the pooled vector *contains*: a linear probe, fitted on pairs from
+# training documents for each test set separately, on the frozen pooled vector of each model.
+# Two classifiers that never read the text in order set the floor: lengths only (scored on
+# 20,000 held-out pairs drawn as in training, so about ±0.7 points), and the bag-of-words
+# overlap. The numbers differ from earlier versions of this page because held-out text now
+# excludes sentences seen in training ([data page](data.md)) and NSP's negatives and twins no
+# longer differ at the document's end or in their last token ([NSP page](nsp.md)).
 #
 # <!-- results: sop -->
 #
 # **What reproduced: the half of Table 5 that carries the argument.** Trained on NSP, the
-# model learned nothing about order: its head is at chance on SOP (49.6%; ALBERT 52.0%), and so
-# is a probe on its pooled vector (56.1%, no better than the MLM-only model's 56.9%). Trained on
-# SOP, with the same pairs and words and only the negatives changed, it learned order (73.5%;
-# ALBERT 86.5%). The same-document column says why NSP teaches no order: the NSP head's 60.4%
-# falls to 53.0% once the negative shares A's document, and the bag-of-words overlap, which
-# sees nothing but shared words, reaches 81.1% on NSP — more than the trained model — and 52.2%
-# on same-document negatives. Topic is most of NSP's signal.
+# model learned nothing about order: its head is at chance on SOP (49.2%; ALBERT 52.0%), and a
+# probe on its pooled vector (58.7%) does no better than one on the MLM-only model's (57.3%)
+# or than the lengths alone (57.3%), a cue a pooled vector can carry without any sense of
+# order. Trained on SOP, with the same pairs and words and only the negatives changed, it
+# learned order: 70.3% (ALBERT 86.5%), and 69.7% for its probe, far above the lengths. The
+# same-document column says why NSP teaches no order: the NSP head's 57.0% falls to 51.0%,
+# chance, once the negative shares A's document, and the bag-of-words overlap, which sees
+# nothing but shared words, reaches 81.9% on NSP — far more than the trained model — and
+# 52.2%, the edge of chance, on same-document negatives. Topic is most of NSP's signal, and
+# masked words alone put about as much of it into the pooled vector as NSP training does: a
+# probe on the MLM-only model gets 59.0% on NSP, level with the NSP model's head and probe
+# (57.0%, 57.3%), as ALBERT argues (§3.1): topic prediction overlaps with what MLM learns.
 #
-# **What did not reproduce: the other half, and the sizes.** The SOP-trained model is at
-# chance on NSP (51.0%; ALBERT 78.9%), head and probe alike. Its masked-word accuracy says why
+# **What did not reproduce: the other half, and the sizes.** The SOP-trained model is at chance
+# on NSP (50.7%; ALBERT 78.9%), head and probe alike (50.7%). Its masked-word accuracy says why
 # we should not expect more: 8.3%, barely above the 5–6% of always guessing the most frequent
 # word, against about 54% in the paper. ALBERT's SOP model solves NSP because its encoder also
 # knows what the text is about, from 125,000 steps of 4,096 sequences (§4.1); ours saw
 # 2,000 × 32 pairs of at most 64 tokens, about 4 million tokens, some 60,000 times fewer. Its
-# SOP head found order cues without learning topic. In the same way, the MLM column differs
-# between rows (9.0, 13.9, 8.3) only because each model leaves the unigram plateau at its own
-# moment early in training; one seed each cannot rank them, and the paper's three rows are
-# within a point of each other.
+# SOP head found order cues without learning topic: its pooled vector holds less topic than the
+# MLM-only model's (an NSP probe gets 50.7% on it, against 59.0%). The MLM column (13.8, 13.1,
+# 8.3) is one seed per row: in the runs behind this table (their `metrics.jsonl`, not stored
+# with the results) the SOP model left the most-frequent-word plateau later than the other two.
+# One seed each cannot say whether the SOP loss slows masked words in general, and the paper's
+# three rows are within a point of each other. Every absolute size is far from the paper's: 57.0% against
+# 90.5% for NSP, 70.3% against 86.5% for SOP, 8–14% against about 54% for masked words.
 #
-# One number needs a word: **lengths only** reaches 56.4% on SOP, more than the 54.4% it gets
+# One number needs a word: **lengths only** reaches 57.3% on SOP, more than the 53.5% it gets
 # with BERT's and ALBERT's forward-grown chunks. That cue comes from the text, made larger by
 # our two-way growth (see "Why the lengths must not give the order away" above): a docstring's
 # short summary line, at the top of its document, hints at the true order. The tests check that
-# the construction adds no such cue on text that has none, and the SOP model (73.5%) is far
+# the construction adds no such cue on text that has none, and the SOP model (70.3%) is far
 # above it.

@@ -153,7 +153,7 @@ def results_table(results: dict[str, Any]) -> str:
     rows, probes, baselines = results["rows"], results["probes"], results["baselines"]
     paper_table, sizes = results["paper_table_5"], results["test_pairs"]
 
-    def with_paper(name: str, key: str) -> str:  # "73.5 (86.5)": ours, then the paper's
+    def with_paper(name: str, key: str) -> str:  # "70.3 (86.5)": ours, then the paper's
         paper = f"{paper_table[name][key]:.1f}" if name in paper_table else "—"
         return f"{percent(rows[name][f'eval_{key}_accuracy'])} ({paper})"
 
@@ -182,8 +182,8 @@ def results_table(results: dict[str, Any]) -> str:
 # ## Run it
 #
 # From a shell, `labnotes experiment sop` trains the three arms (each as long as the NSP page's
-# default run) and writes `docs/results/sop/`; `--redraw` redraws the tables and the figure from the
-# stored `results.json`. In the notebook this cell runs it into `runs/experiment-sop/`.
+# default run) and writes `docs/results/sop/`; `--redraw` redraws the tables and the figure from
+# the stored `results.json`. In the notebook this cell runs it into `runs/experiment-sop/`.
 
 # %%
 if __name__ == "__main__":
