@@ -107,26 +107,17 @@ def apply_settings(config: Any, assignments: Sequence[str]) -> Any:
     return config
 
 
-def positive_int(text: str) -> int:
-    """argparse type: a whole number of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
-
-
-def count_or_zero(text: str) -> int:
-    """argparse type: a whole number of at least 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 0")
-    return value
+def whole_number(lowest: int):
+    """An argparse type: a whole number of at least `lowest`."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < lowest:
+            raise argparse.ArgumentTypeError(f"{value} must be at least {lowest}")
+        return value
+    return parse
 
 
 def papers() -> dict[str, Paper]:
@@ -184,11 +175,11 @@ def build_parser() -> Parser:
     bench = commands.add_parser("bench",
                                 help="training throughput against a Hugging Face reference")
     bench.add_argument("paper")
-    bench.add_argument("--steps", type=positive_int, default=5, help="timed steps per round")
-    bench.add_argument("--rounds", type=positive_int, default=9,
+    bench.add_argument("--steps", type=whole_number(1), default=5, help="timed steps per round")
+    bench.add_argument("--rounds", type=whole_number(1), default=9,
                        help="interleaved rounds of both models")
     bench.add_argument("--device", default="auto")
-    bench.add_argument("--threads", type=count_or_zero, default=0,
+    bench.add_argument("--threads", type=whole_number(0), default=0,
                        help="CPU threads (0: torch's default)")
     parser.subcommands = dict(commands.choices)  # an unknown option is reported by its command
     return parser
