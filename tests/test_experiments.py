@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from labnotes.experiments.common import (in_order, make_quick, markdown_table, mean_and_spread,
+from labnotes.experiments.common import (in_order, markdown_table, mean_and_spread,
                                          percent_over_seeds, redraw, slug)
 from labnotes.registry import PAPERS
+from labnotes.training import make_quick
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"

@@ -35,9 +35,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-# The training page's quick mode is imported here for the experiment pages too.
-from labnotes.training import (QUICK, make_quick, read_metrics, train,  # noqa: F401
-                               write_atomic, write_json)
+from labnotes.training import QUICK, read_metrics, train, write_atomic, write_json
 
 
 # %% [markdown]

@@ -31,12 +31,12 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from labnotes.downstream import DownstreamConfig, build_tasks, evaluate_encoder, quick_suite
 from labnotes.electra import ELECTRA, ElectraConfig, ElectraTask, discriminator_loss
-from labnotes.experiments.common import (in_order, make_quick, markdown_table, percent, pyplot,
-                                        run_in_notebook, save_figure, slug, train_arm,
-                                        write_table)
+from labnotes.experiments.common import (in_order, markdown_table, percent, pyplot,
+                                         run_in_notebook, save_figure, slug, train_arm,
+                                         write_table)
 from labnotes.mlm import IGNORE, MLMConfig, MLMTask
 from labnotes.tokenizer import prepare_corpus
-from labnotes.training import TrainConfig, load_checkpoint, step_generator
+from labnotes.training import TrainConfig, load_checkpoint, make_quick, step_generator
 from labnotes.transformer import Encoder, EncoderConfig, LMHead, init_weights
 
 # %% [markdown]
@@ -340,8 +340,8 @@ def plot_compute(results: dict[str, Any], path: Path) -> None:
 # ## Run it
 #
 # From a shell, `labnotes experiment electra` trains the seven arms (the stored run took 55
-# minutes on one thread of a 2-core CPU shared with another experiment; about 35 with both
-# cores to itself, measured earlier) and writes `docs/results/electra/`; `labnotes experiment electra
+# minutes on one thread of a 2-core CPU shared with another experiment; about 35 with both cores
+# to itself, measured earlier) and writes `docs/results/electra/`; `labnotes experiment electra
 # --redraw` redraws the tables and the figure from the stored `results.json`. In the notebook
 # this cell runs the arms into `runs/experiment-electra/` and prints the tables.
 

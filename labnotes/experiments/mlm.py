@@ -22,10 +22,11 @@ from typing import Any
 
 import torch
 
-from labnotes.experiments.common import (in_order, make_quick, markdown_table, pyplot,
-                                        run_in_notebook, save_figure, train_arm, write_table)
+from labnotes.experiments.common import (in_order, markdown_table, pyplot, run_in_notebook,
+                                         save_figure, train_arm, write_table)
 from labnotes.mlm import MLMConfig, MLMTask, fill_in_the_blanks
 from labnotes.tokenizer import PAD_ID
+from labnotes.training import make_quick
 
 # %% [markdown]
 # ## The arms

@@ -29,12 +29,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from labnotes.experiments.common import (in_order, make_quick, markdown_table, pyplot,
-                                        run_in_notebook, save_figure, train_arm, write_table)
+from labnotes.experiments.common import (in_order, markdown_table, pyplot, run_in_notebook,
+                                         save_figure, train_arm, write_table)
 from labnotes.nsp import NSP_TEST_SETS, NSPTask, nsp_example
 from labnotes.pairs import (NEGATIVE, POSITIVE, Pair, PairConfig, PairSampler, Segment,
                             apply_plan, build_test_set, truncation_plan)
 from labnotes.tokenizer import SPECIAL_TOKENS
+from labnotes.training import make_quick
 
 # %% [markdown]
 # ## A linear probe on any features

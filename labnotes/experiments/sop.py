@@ -24,14 +24,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from labnotes.experiments.common import (in_order, make_quick, markdown_table, percent,
-                                        run_in_notebook, train_arm, write_table)
+from labnotes.experiments.common import (in_order, markdown_table, percent, run_in_notebook,
+                                         train_arm, write_table)
 from labnotes.experiments.nsp import (bar_plot, inverse_document_frequency, labels_of,
                                       length_only_accuracy, overlap_features, probe_accuracy)
 from labnotes.nsp import NSP_TEST_SETS, NSPTask
 from labnotes.pairs import (PairConfig, PairSampler, SentencePairTask, build_test_set,
                             encode_pairs, pooled_vectors)
 from labnotes.sop import SOP_TEST_SETS, SOPTask, sop_example
+from labnotes.training import make_quick
 
 # %% [markdown]
 # ## The arms and the test pairs

@@ -27,13 +27,14 @@ import torch
 from torch import Tensor
 
 from labnotes.downstream import DownstreamConfig, build_tasks, evaluate_encoder, quick_suite
-from labnotes.experiments.common import (in_order, make_quick, markdown_table, mean_and_spread,
-                                        percent_over_seeds, pyplot, run_in_notebook, save_figure,
-                                        train_arm, write_table)
+from labnotes.experiments.common import (in_order, markdown_table, mean_and_spread,
+                                         percent_over_seeds, pyplot, run_in_notebook, save_figure,
+                                         train_arm, write_table)
 from labnotes.mlm import IGNORE, evaluate_mlm, mask_tokens, unigram_baselines
 from labnotes.spanbert import (SpanBERTConfig, SpanBERTModel, SpanBERTTask, block_words,
                                mask_spans, span_boundary_targets)
 from labnotes.tokenizer import MASK_ID, PAD_ID, prepare_corpus
+from labnotes.training import make_quick
 
 # %% [markdown]
 # ## The arms
