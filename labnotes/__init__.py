@@ -7,7 +7,7 @@ __version__ = "0.1.0"
 # experiment (labnotes/experiments/). The command line's list of papers is labnotes/registry.py.
 PAGES = [
     "data", "tokenizer", "transformer", "training", "downstream", "pairs",
-    "mlm", "nsp", "sop", "spanbert", "electra",
+    "mlm", "nsp", "sop", "spanbert", "electra", "xlnet",
     "experiments.common", "experiments.mlm", "experiments.nsp", "experiments.sop",
-    "experiments.spanbert", "experiments.electra",
+    "experiments.spanbert", "experiments.electra", "experiments.xlnet",
 ]

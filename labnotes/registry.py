@@ -56,6 +56,8 @@ PAPERS = {paper.name: paper for paper in [
           "labnotes.spanbert", "SpanBERTConfig", "SpanBERTTask", "labnotes.experiments.spanbert"),
     Paper("electra", "ELECTRA replaced token detection", "2003.10555",
           "labnotes.electra", "ElectraConfig", "ElectraTask", "labnotes.experiments.electra"),
+    Paper("xlnet", "XLNet permutation language model", "1906.08237",
+          "labnotes.xlnet", "XLNetConfig", "XLNetTask", "labnotes.experiments.xlnet"),
 ]}
 
 

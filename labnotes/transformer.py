@@ -108,6 +108,15 @@ class Embeddings(nn.Module):
 # A query row that may see *nothing* would make the softmax divide by zero (NaN). We let such
 # rows attend everywhere and then zero their output, so a fully hidden position carries no
 # information rather than garbage.
+#
+# **Queries from one sequence, keys and values from another.** Usually $Q$, $K$ and $V$ are
+# three projections of the same vectors $x$ `[B, T, D]` (self-attention). Give `context`
+# `[B, S, D]` and the queries still come from $x$ while the keys and values come from
+# `context`; the mask is then `[B, T, S]`. Two pages need this. XLNet's *query stream* asks
+# questions of the *content stream* with the very same weights (arXiv:1906.08237, §2.3; see the
+# [XLNet page](xlnet.md)), and an encoder-decoder's cross-attention lets the decoder read the
+# encoder's output (arXiv:1706.03762, §3.2.3). The projection is the same matrix either way: its
+# first third makes queries, the rest keys and values.
 
 # %%
 class SelfAttention(nn.Module):
@@ -118,15 +127,20 @@ class SelfAttention(nn.Module):
         self.out = nn.Linear(config.dim, config.dim)
         self.dropout = config.dropout
 
-    def forward(self, x: Tensor, allowed: Tensor | None, keep: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, allowed: Tensor | None, keep: Tensor | None = None,
+                context: Tensor | None = None) -> Tensor:
         batch, seq_len, dim = x.shape
-        q, k, v = self.qkv(x).split(dim, dim=-1)  # each [B, T, D]
-        # [B, T, D] -> [B, H, T, D/H]
-        q, k, v = (t.view(batch, seq_len, self.heads, -1).transpose(1, 2) for t in (q, k, v))
+        if context is None:  # self-attention: one product makes q, k and v
+            q, k, v = self.qkv(x).split(dim, dim=-1)  # each [B, T, D]
+        else:  # queries from x [B, T, D]; keys and values from context [B, S, D]
+            q = F.linear(x, self.qkv.weight[:dim], self.qkv.bias[:dim])
+            k, v = F.linear(context, self.qkv.weight[dim:], self.qkv.bias[dim:]).split(dim, -1)
+        # [B, T or S, D] -> [B, H, T or S, D/H]
+        q, k, v = (t.view(batch, t.shape[1], self.heads, -1).transpose(1, 2) for t in (q, k, v))
         empty_rows = None
-        if allowed is not None:  # [B, T, T] bool, True = may attend
+        if allowed is not None:  # [B, T, S] bool, True = may attend
             empty_rows = ~allowed.any(dim=-1)  # [B, T]
-            allowed = (allowed | empty_rows.unsqueeze(-1)).unsqueeze(1)  # [B, 1, T, T]
+            allowed = (allowed | empty_rows.unsqueeze(-1)).unsqueeze(1)  # [B, 1, T, S]
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=allowed, dropout_p=self.dropout if self.training else 0.0
         )  # [B, H, T, D/H]
@@ -152,6 +166,11 @@ class SelfAttention(nn.Module):
 # what GPT-2, the Cramming BERT (arXiv:2212.14034) and most modern encoders use. The
 # feed-forward network is $\mathrm{FFN}(h) = W_2\,\mathrm{GELU}(W_1 h + b_1) + b_2$ with GELU as
 # in BERT (arXiv:1606.08415).
+#
+# A block can also take its keys and values from another stream (`context`, as in the
+# attention above). It normalises that stream with its own `attention_norm`, so a second stream
+# run through the *same* block, as XLNet's query stream is, reads exactly the keys and values
+# the block computes for its own input.
 
 # %%
 class FeedForward(nn.Module):
@@ -173,8 +192,11 @@ class Block(nn.Module):
         self.feed_forward = FeedForward(config)
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: Tensor, allowed: Tensor | None, keep: Tensor | None = None) -> Tensor:
-        attended = self.attention(self.attention_norm(x), allowed, keep)
+    def forward(self, x: Tensor, allowed: Tensor | None, keep: Tensor | None = None,
+                context: Tensor | None = None) -> Tensor:
+        """`context`: read keys and values from this stream (normalised like x), not from x."""
+        keys = None if context is None else self.attention_norm(context)
+        attended = self.attention(self.attention_norm(x), allowed, keep, context=keys)
         if keep is not None:  # [B, T, D] -> [N, D]: the rest of the block runs at N positions
             x = x[keep]
         x = x + self.dropout(attended)

@@ -17,10 +17,11 @@ from labnotes.sop import SOPTask
 from labnotes.spanbert import SpanBERTConfig, SpanBERTTask
 from labnotes.training import TrainConfig, share_of_step, step_totals
 from labnotes.transformer import EncoderConfig
+from labnotes.xlnet import XLNetConfig, XLNetTask
 from tests.test_cli import write_small_corpus
 
 FILL = {"input_ids": 0, "labels": IGNORE, "segment_ids": 0, "padding_mask": False,
-        "special_tokens_mask": True, "noise": 0.5}
+        "special_tokens_mask": True, "noise": 0.5, "ranks": -1}
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +43,8 @@ def build(name: str, corpus: CorpusConfig):
         return (NSPTask if name == "nsp" else SOPTask)(config)
     if name == "spanbert":
         return SpanBERTTask(SpanBERTConfig(corpus=corpus, eval_blocks=16, **tiny()))
+    if name == "xlnet":
+        return XLNetTask(XLNetConfig(corpus=corpus, eval_blocks=16, **tiny()))
     config = ElectraConfig(corpus=corpus, eval_blocks=16, **tiny())
     return ElectraTask(config) if name == "electra" else HybridTask(config, name)
 
@@ -68,7 +71,7 @@ def gradients(task, loss) -> list[torch.Tensor]:
 
 
 PAPERS = ["mlm", "nsp", "sop", "spanbert", "electra", "electra_15", "replace_mlm",
-          "all_tokens_mlm"]
+          "all_tokens_mlm", "xlnet"]
 
 
 @pytest.mark.parametrize("name", PAPERS)
