@@ -45,7 +45,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from labnotes.mlm import IGNORE, init_output_bias, top1_correct, unigram_baselines, unigram_log_probs
+from labnotes.mlm import (IGNORE, init_output_bias, top1_correct, unigram_baselines,
+                          unigram_log_probs)
 from labnotes.tokenizer import PAD_ID, CorpusConfig, prepare_blocks
 from labnotes.training import QUICK, TrainConfig, make_quick, share_of_step, task_settings, train
 from labnotes.transformer import Encoder, EncoderConfig, LMHead
@@ -213,6 +214,19 @@ def stream_masks(ranks: Tensor, padding_mask: Tensor | None = None) -> tuple[Ten
         query = query & padding_mask[:, None, :]
     return content, query
 
+
+# %% [markdown]
+# ## The two masks, drawn
+#
+# One short sentence, its targets drawn by the span sampler (with $K = 3$, so that a sentence
+# of eight tokens has several), and one order among them. Read a row as "the position on the
+# left may look at the positions shaded in that row". The context rows are alike: every
+# context token sees all of the context and none of the targets. The target rows (orange)
+# grow with the order. The only difference between the two panels is the diagonal of the
+# target rows: the content stream sees its own token, the query stream does not. The figure
+# is drawn by the [experiment](experiments.xlnet.md) from the masks `stream_masks` returns.
+#
+# ![Content and query masks for one sampled order](results/xlnet/lecture-masks.svg)
 
 # %% [markdown]
 # ## Two streams, one set of weights
@@ -426,16 +440,15 @@ def evaluate_plm(model: nn.Module, input_ids: Tensor, ranks: Tensor, device: tor
 # %% [markdown]
 # ## One order, drawn
 #
-# Run this cell to see one sampled order on a real validation block: each target with its step
-# in the order, and which positions its two streams may read. The figure under
-# [Evidence](#evidence) draws the same two masks for one short sentence.
+# Run this cell to see one sampled order on a real validation block: each target is marked
+# with its step in the order (`<1>` first); every unmarked token is context.
 
 # %%
 def show_order(task: XLNetTask, row: int = 0, width: int = 24) -> str:
     """One validation block, its targets marked with their step in the order."""
     ids = task.valid["input_ids"][row, :width].tolist()
     ranks = task.valid_ranks[row, :width].tolist()
-    return " ".join(task.tokenizer.id_to_token(token) + (f"<{rank}>" if rank >= 0 else "")
+    return " ".join(task.tokenizer.id_to_token(token) + (f"<{rank + 1}>" if rank >= 0 else "")
                     for token, rank in zip(ids, ranks))
 
 

@@ -15,7 +15,8 @@ import yaml
 
 from labnotes.site.literate import RenderError, parse_front_matter, read_page, slugify
 from labnotes.site.render import (RESULTS_MARKER, discover_pages, expand_results, highlight, load_site, page_path,
-                                  render_page, render_pages_index, render_reference, render_results_index)
+                                  render_page, render_pages_index, render_reference, render_results,
+                                  render_results_index)
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -445,3 +446,14 @@ def test_every_real_page_renders(name):
     assert text.count('<section class="ln-section') == 1 + len(page.sections)
     assert [(c.kind, c.source) for c in page.cells] == \
         [(c.cell_type, c.source) for c in jupytext.read(page.path, fmt="py:percent").cells]
+
+
+def test_lecture_figures_are_left_to_the_lecture_that_links_them(tmp_path):
+    folder = tmp_path / "toy"
+    folder.mkdir()
+    for name, text in {"table.md": "| a |\n|---|\n| 1 |\n", "command.txt": "labnotes experiment toy",
+                       "results.json": "{}", "curve.svg": "<svg/>", "lecture-masks.svg": "<svg/>"}.items():
+        (folder / name).write_text(text)
+    text = render_results("toy", tmp_path, source=tmp_path / "toy.py", line=1)
+    assert "results/toy/curve.svg" in text
+    assert "lecture-masks" not in text

@@ -378,3 +378,69 @@ def test_bad_k_is_a_clear_error(tmp_path, capsys):
 def test_config_defaults_are_the_paper_k():
     config = XLNetConfig()
     assert config.k == 6 and config.span_targets and config.max_span == 5
+
+
+# ---------------------------------------------------------------- the experiment's measurements
+
+@pytest.fixture(scope="module")
+def tiny_task(tmp_path_factory):
+    from labnotes.tokenizer import CorpusConfig
+    from labnotes.training import TrainConfig
+    from labnotes.xlnet import XLNetTask
+
+    data = write_small_corpus(tmp_path_factory.mktemp("xlnet") / "small.txt")
+    config = XLNetConfig(corpus=CorpusConfig(data=str(data), seq_len=32, vocab_size=400),
+                         model=EncoderConfig(dim=32, ffn_dim=64, layers=2, heads=2, dropout=0.0),
+                         train=TrainConfig(steps=2, batch_size=8, progress=False),
+                         eval_blocks=64)
+    task = XLNetTask(config)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for parameter in task.model.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    return task
+
+
+def test_held_out_spans_are_whole_words_of_two_to_five_tokens(tiny_task):
+    from labnotes.experiments.xlnet import held_out_spans
+
+    blocks = tiny_task.valid
+    spans = held_out_spans(blocks, 64)
+    assert len(spans) > 40 and len({row for row, _, _ in spans}) == len(spans)
+    words = blocks["word_ids"]
+    for row, start, end in spans:
+        assert 2 <= end - start <= 5
+        assert not blocks["special_tokens_mask"][row, start:end].any()
+        assert start == 0 or words[row, start - 1] != words[row, start]  # starts a word
+        assert end == words.shape[1] or words[row, end] != words[row, end - 1]  # ends one
+    assert spans == held_out_spans(blocks, 64), "the same spans every time"
+
+
+def test_independent_scores_see_only_the_context_and_chains_differ(tiny_task):
+    from labnotes.experiments.xlnet import span_batch, xlnet_span_nll
+
+    blocks = tiny_task.valid
+    spans = [(0, 3, 6)]
+    ids, inside = span_batch(blocks, spans)
+    tied = xlnet_span_nll(tiny_task, ids, inside, torch.where(inside, 0, -1))
+    for offset, position in enumerate(range(3, 6)):  # the same as being first of the span
+        first = torch.where(inside, 1, -1)
+        first[0, position] = 0
+        torch.testing.assert_close(xlnet_span_nll(tiny_task, ids, inside, first)[offset],
+                                   tied[offset], atol=1e-5, rtol=0)
+    left_to_right = torch.where(inside, torch.arange(ids.shape[1]) - 3, -1)
+    chain = xlnet_span_nll(tiny_task, ids, inside, left_to_right)
+    assert torch.isclose(chain[0], tied[0], atol=1e-5), "the first of the chain sees only context"
+    assert not torch.allclose(chain[1:], tied[1:], atol=1e-5), "later ones see the earlier ones"
+
+
+def test_bootstrap_intervals_resample_spans():
+    from labnotes.experiments.xlnet import bootstrap_mean
+
+    values = [1.0, 1.0, 3.0, 3.0, 3.0, 2.0]
+    groups = [0, 0, 1, 1, 1, 2]
+    cell = bootstrap_mean(values, groups)
+    assert cell["mean"] == pytest.approx(13 / 6) and cell["spans"] == 3 and cell["tokens"] == 6
+    assert 1.0 <= cell["low"] <= cell["mean"] <= cell["high"] <= 3.0
+    assert bootstrap_mean([2.0] * 4, [0, 1, 2, 3]) == {"mean": 2.0, "low": 2.0, "high": 2.0,
+                                                      "tokens": 4, "spans": 4}

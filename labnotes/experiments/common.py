@@ -35,7 +35,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from labnotes.training import QUICK, read_metrics, train, write_atomic, write_json
+from torch.utils.flop_counter import FlopCounterMode
+
+from labnotes.training import (QUICK, read_metrics, step_generator, train, write_atomic,
+                               write_json)
 
 
 # %% [markdown]
@@ -102,6 +105,26 @@ def train_arm(task: Any, config: Any, work_dir: Path | str,
         shutil.rmtree(run_dir)
     summary = train(task, config.train, run_dir)
     return summary, read_metrics(run_dir / "metrics.jsonl")
+
+
+# %% [markdown]
+# ## Counting compute
+#
+# Arms that cost different amounts per step (a generator beside a discriminator, a second
+# attention stream) are compared at equal *compute*, not equal steps. We let PyTorch count the
+# floating-point operations of one real training step, forward and backward
+# (`torch.utils.flop_counter.FlopCounterMode`, which counts matrix products and attention), the
+# same way for every arm.
+
+# %%
+def flops_per_step(task: Any) -> float:
+    """Training FLOPs of one step (forward + backward), counted by torch on one real batch."""
+    batch = task.make_batch(0, step_generator(12345, 0))
+    with FlopCounterMode(display=False) as counter:
+        loss, _ = task.loss(task.model, batch)
+        loss.backward()
+    task.model.zero_grad(set_to_none=True)
+    return float(counter.get_total_flops())
 
 
 # %% [markdown]

@@ -27,16 +27,15 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from labnotes.downstream import DownstreamConfig, build_tasks, evaluate_encoder, quick_suite
 from labnotes.electra import ELECTRA, ElectraConfig, ElectraTask, discriminator_loss
-from labnotes.experiments.common import (in_order, markdown_table, percent, pyplot,
-                                         run_in_notebook, save_figure, slug, train_arm,
+from labnotes.experiments.common import (flops_per_step, in_order, markdown_table, percent,
+                                         pyplot, run_in_notebook, save_figure, slug, train_arm,
                                          write_table)
 from labnotes.mlm import IGNORE, MLMConfig, MLMTask
 from labnotes.tokenizer import prepare_corpus
-from labnotes.training import TrainConfig, load_checkpoint, make_quick, step_generator
+from labnotes.training import TrainConfig, load_checkpoint, make_quick
 from labnotes.transformer import Encoder, EncoderConfig, LMHead, init_weights
 
 # %% [markdown]
@@ -199,16 +198,6 @@ def build_arm(objective: str, fraction: float | None, *, quick: bool, progress: 
     if objective == "bert":
         return MLMTask(config)
     return ElectraTask(config) if objective == "electra" else HybridTask(config, objective)
-
-
-def flops_per_step(task: Any) -> float:
-    """Training FLOPs of one step (forward + backward), counted by torch on one real batch."""
-    batch = task.make_batch(0, step_generator(12345, 0))
-    with FlopCounterMode(display=False) as counter:
-        loss, _ = task.loss(task.model, batch)
-        loss.backward()
-    task.model.zero_grad(set_to_none=True)
-    return float(counter.get_total_flops())
 
 
 # %% [markdown]

@@ -295,8 +295,9 @@ def expand_results(markdown: str, results_dir: Path, *, source: Path, link_prefi
 def render_results(name: str, results_dir: Path, *, source: Path, line: int,
                    link_prefix: str = "results") -> str:
     folder = results_dir / name
-    figures = sorted(path for path in folder.glob("*") if path.suffix in FIGURE_SUFFIXES) \
-        if folder.is_dir() else []
+    # a figure named lecture-* belongs to the paper's lecture, which links it where it teaches
+    figures = sorted(path for path in folder.glob("*") if path.suffix in FIGURE_SUFFIXES
+                     and not path.name.startswith("lecture-")) if folder.is_dir() else []
     missing = [file for file in ("table.md", "command.txt", "results.json") if not (folder / file).is_file()]
     if not figures:
         missing.append("a figure (loss.svg or loss.png)")
