@@ -1,4 +1,4 @@
-"""The `labnotes` command line: list | train | experiment | eval | bench."""
+"""The `labnotes` command line: list | train | experiment | eval | generate | bench."""
 
 from __future__ import annotations
 
@@ -172,6 +172,17 @@ def build_parser() -> Parser:
     evaluate.add_argument("--probe", action="store_true",
                           help="downstream: a frozen-feature probe, not fine-tuning")
 
+    generate = commands.add_parser("generate",
+                                   help="let a trained sequence-to-sequence run (bart) write back "
+                                        "a text with [MASK] or <mask> in it")
+    generate.add_argument("text")
+    generate.add_argument("--checkpoint", type=Path, required=True,
+                          help="a run folder written by `labnotes train bart`")
+    generate.add_argument("--beam", type=whole_number(1), default=4, help="beam size (1: greedy)")
+    generate.add_argument("--max-tokens", type=whole_number(1), default=64,
+                          help="the longest text it may write, in tokens")
+    generate.add_argument("--device", default="auto")
+
     bench = commands.add_parser("bench",
                                 help="training throughput against a Hugging Face reference")
     bench.add_argument("paper")
@@ -274,6 +285,21 @@ def command_eval(parser: Parser, args: argparse.Namespace) -> int:
     return 0
 
 
+def command_generate(parser: Parser, args: argparse.Namespace) -> int:
+    from labnotes.training import pick_device
+
+    found, _, task = load_run(args.checkpoint)
+    reconstruct = getattr(found.page(), "reconstruct", None)
+    if reconstruct is None:
+        raise CheckpointError(f"{args.checkpoint} holds a {found.name} run, which cannot write "
+                              "text; `labnotes generate` needs a sequence-to-sequence run such "
+                              "as `labnotes train bart`")
+    task.model.to(pick_device(args.device))
+    print(reconstruct(task.model, task.tokenizer, args.text, beam_size=args.beam,
+                      max_new_tokens=args.max_tokens))
+    return 0
+
+
 def command_bench(parser: Parser, args: argparse.Namespace) -> int:
     from labnotes.bench import describe, run_benchmark
 
@@ -298,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{paper.name:<12} {paper.title}  (arXiv:{paper.arxiv})")
             return 0
         handler = {"train": command_train, "experiment": command_experiment, "eval": command_eval,
-                   "bench": command_bench}[args.command]
+                   "generate": command_generate, "bench": command_bench}[args.command]
         return handler(parser, args)
     except SettingError as error:
         print(f"labnotes: error: {error}", file=sys.stderr)

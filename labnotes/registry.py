@@ -58,6 +58,8 @@ PAPERS = {paper.name: paper for paper in [
           "labnotes.electra", "ElectraConfig", "ElectraTask", "labnotes.experiments.electra"),
     Paper("xlnet", "XLNet permutation language model", "1906.08237",
           "labnotes.xlnet", "XLNetConfig", "XLNetTask", "labnotes.experiments.xlnet"),
+    Paper("bart", "BART denoising sequence-to-sequence model", "1910.13461",
+          "labnotes.bart", "BARTConfig", "BARTTask", "labnotes.experiments.bart"),
 ]}
 
 

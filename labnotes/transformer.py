@@ -1,7 +1,8 @@
-"""The Transformer encoder.
+"""The Transformer: encoder and decoder.
 
 The one bidirectional Transformer that every paper page builds on: embeddings, pre-LayerNorm
-blocks, attention that takes any mask, and a language-model head tied to the input embedding.
+blocks, attention that takes any mask (and keys and values from another stream), a
+language-model head tied to the input embedding, and a decoder for the pages that generate.
 
 """
 
@@ -73,14 +74,15 @@ class Embeddings(nn.Module):
         )
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, input_ids: Tensor, segment_ids: Tensor | None = None) -> Tensor:
-        seq_len = input_ids.shape[1]
+    def forward(self, input_ids: Tensor, segment_ids: Tensor | None = None,
+                first_position: int = 0) -> Tensor:
+        seq_len = first_position + input_ids.shape[1]  # a decoder step continues at its offset
         if seq_len > self.position.num_embeddings:
             raise ValueError(
                 f"sequence length {seq_len} exceeds max_len={self.position.num_embeddings}; "
                 "raise EncoderConfig.max_len"
             )
-        positions = torch.arange(seq_len, device=input_ids.device)
+        positions = torch.arange(first_position, seq_len, device=input_ids.device)
         x = self.token(input_ids) + self.position(positions)  # [B, T, D]
         if self.segment is not None:
             if segment_ids is None:
@@ -117,6 +119,12 @@ class Embeddings(nn.Module):
 # [XLNet page](xlnet.md)), and an encoder-decoder's cross-attention lets the decoder read the
 # encoder's output (arXiv:1706.03762, §3.2.3). The projection is the same matrix either way: its
 # first third makes queries, the rest keys and values.
+#
+# **A cache for decoding.** A decoder that writes one token at a time would recompute the keys
+# and values of every earlier position at every step. With `cache` (a dict the caller keeps
+# per layer), self-attention appends the new positions' keys and values to the ones it stored
+# and attends over all of them; cross-attention computes the context's keys and values once and
+# reuses them. Generation then costs one position per step instead of the whole prefix.
 
 # %%
 class SelfAttention(nn.Module):
@@ -128,15 +136,24 @@ class SelfAttention(nn.Module):
         self.dropout = config.dropout
 
     def forward(self, x: Tensor, allowed: Tensor | None, keep: Tensor | None = None,
-                context: Tensor | None = None) -> Tensor:
+                context: Tensor | None = None, cache: dict[str, Tensor] | None = None) -> Tensor:
         batch, seq_len, dim = x.shape
         if context is None:  # self-attention: one product makes q, k and v
-            q, k, v = self.qkv(x).split(dim, dim=-1)  # each [B, T, D]
+            # each [B, H, T, D/H]
+            q, k, v = (self.split_heads(t) for t in self.qkv(x).split(dim, dim=-1))
+            if cache is not None:  # decoding: the new positions' keys after the earlier ones
+                if "k" in cache:
+                    k, v = torch.cat([cache["k"], k], dim=2), torch.cat([cache["v"], v], dim=2)
+                cache["k"], cache["v"] = k, v
         else:  # queries from x [B, T, D]; keys and values from context [B, S, D]
-            q = F.linear(x, self.qkv.weight[:dim], self.qkv.bias[:dim])
-            k, v = F.linear(context, self.qkv.weight[dim:], self.qkv.bias[dim:]).split(dim, -1)
-        # [B, T or S, D] -> [B, H, T or S, D/H]
-        q, k, v = (t.view(batch, t.shape[1], self.heads, -1).transpose(1, 2) for t in (q, k, v))
+            q = self.split_heads(F.linear(x, self.qkv.weight[:dim], self.qkv.bias[:dim]))
+            if cache is not None and "k" in cache:  # the context does not change while decoding
+                k, v = cache["k"], cache["v"]
+            else:
+                kv = F.linear(context, self.qkv.weight[dim:], self.qkv.bias[dim:])
+                k, v = (self.split_heads(t) for t in kv.split(dim, -1))
+                if cache is not None:
+                    cache["k"], cache["v"] = k, v
         empty_rows = None
         if allowed is not None:  # [B, T, S] bool, True = may attend
             empty_rows = ~allowed.any(dim=-1)  # [B, T]
@@ -150,6 +167,10 @@ class SelfAttention(nn.Module):
         if keep is not None:  # only these positions' outputs are wanted: [N, D]
             y = y[keep]
         return self.out(y)
+
+    def split_heads(self, t: Tensor) -> Tensor:
+        """[B, T, D] -> [B, H, T, D/H]."""
+        return t.view(t.shape[0], t.shape[1], self.heads, -1).transpose(1, 2)
 
 
 # %% [markdown]
@@ -317,6 +338,100 @@ class LMHead(nn.Module):
     def forward(self, hidden: Tensor) -> Tensor:
         h = self.norm(F.gelu(self.transform(hidden)))  # [N, D]
         return F.linear(h, self.embedding.weight, self.bias)  # [N, V]
+
+
+# %% [markdown]
+# ## The decoder, and an encoder-decoder
+#
+# Sequence-to-sequence objectives (BART on this site; T5 and MASS are the same network with
+# other noise) add a second stack that *writes* text (Vaswani et al., arXiv:1706.03762, §3.1). A
+# decoder block has three sub-layers, each pre-LN with a residual like the encoder's:
+#
+# 1. **causal self-attention**: position $t$ sees positions $\le t$ of what has been written,
+#    never a later one, so the model can be run one token at a time;
+# 2. **cross-attention**: queries from the decoder, keys and values from the encoder's output
+#    (the attention's `context`), with the encoder's padding mask, so `[PAD]` in the input is
+#    invisible to the decoder too;
+# 3. the feed-forward network.
+#
+# The decoder has its own position table but shares the **token embedding** with the encoder
+# and the output layer: one $V \times D$ matrix reads the input, reads the decoder's input and
+# scores the output (BART's `share_all_embeddings`; Press & Wolf, arXiv:1608.05859). BART itself
+# differs in three details that do not change the idea (fairseq `TransformerModel` and HF
+# `BartConfig` as released): post-LN blocks, a LayerNorm right after the embeddings, and
+# learned positions offset by two. We keep the site's pre-LN block so that the encoder is the
+# very `Encoder` every other page trains.
+#
+# `cache` is a list with one dict per block (start with empty dicts): each step then feeds only
+# the new token, at `first_position`, and the causal mask is not needed, since the cache holds
+# only earlier positions.
+
+# %%
+class DecoderBlock(nn.Module):
+    def __init__(self, config: EncoderConfig) -> None:
+        super().__init__()
+        self.self_attention_norm = nn.LayerNorm(config.dim)
+        self.self_attention = SelfAttention(config)
+        self.cross_attention_norm = nn.LayerNorm(config.dim)
+        self.cross_attention = SelfAttention(config)
+        self.feed_forward_norm = nn.LayerNorm(config.dim)
+        self.feed_forward = FeedForward(config)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: Tensor, causal: Tensor | None, memory: Tensor,
+                memory_allowed: Tensor | None, cache: dict | None = None) -> Tensor:
+        own = None if cache is None else cache.setdefault("self", {})
+        other = None if cache is None else cache.setdefault("cross", {})
+        x = x + self.dropout(self.self_attention(self.self_attention_norm(x), causal, cache=own))
+        x = x + self.dropout(self.cross_attention(self.cross_attention_norm(x), memory_allowed,
+                                                  context=memory, cache=other))
+        return x + self.dropout(self.feed_forward(self.feed_forward_norm(x)))
+
+
+class Decoder(nn.Module):
+    def __init__(self, config: EncoderConfig, token_embedding: nn.Embedding) -> None:
+        super().__init__()
+        self.config = config
+        self.embeddings = Embeddings(config)
+        self.blocks = nn.ModuleList(DecoderBlock(config) for _ in range(config.layers))
+        self.final_norm = nn.LayerNorm(config.dim)
+        self.apply(init_weights)
+        self.embeddings.token = token_embedding  # the encoder's: one matrix for all three uses
+
+    def forward(self, input_ids: Tensor, memory: Tensor, memory_padding_mask: Tensor | None = None,
+                *, cache: list[dict] | None = None, first_position: int = 0) -> Tensor:
+        """input_ids [B, T] (the target shifted right), memory [B, S, D] -> states [B, T, D]."""
+        batch, length = input_ids.shape
+        x = self.embeddings(input_ids, first_position=first_position)  # [B, T, D]
+        causal = None  # one new token sees every cached one and itself: no mask needed
+        if length > 1:
+            keys = length + (first_position if cache is not None else 0)
+            query_at = torch.arange(keys - length, keys, device=x.device)[:, None]  # [T, 1]
+            causal = torch.arange(keys, device=x.device)[None, :] <= query_at  # [T, K]
+            causal = causal.expand(batch, -1, -1)  # [B, T, K]: t sees <= t
+        memory_allowed = None
+        if memory_padding_mask is not None and not bool(memory_padding_mask.all()):
+            memory_allowed = memory_padding_mask[:, None, :].expand(-1, length, -1)  # [B, T, S]
+        for index, block in enumerate(self.blocks):
+            x = block(x, causal, memory, memory_allowed, None if cache is None else cache[index])
+        return self.final_norm(x)
+
+
+class EncoderDecoder(nn.Module):
+    """The shared Encoder reads the source; the Decoder writes the target; one tied head."""
+
+    def __init__(self, config: EncoderConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = Encoder(config)
+        self.decoder = Decoder(config, self.encoder.embeddings.token)
+        self.head = LMHead(config, self.encoder.embeddings.token)
+
+    def forward(self, source_ids: Tensor, decoder_input_ids: Tensor,
+                source_padding_mask: Tensor | None = None) -> Tensor:
+        """Teacher forcing: logits [B, T, V] for every target position at once."""
+        memory = self.encoder(source_ids, padding_mask=source_padding_mask)  # [B, S, D]
+        return self.head(self.decoder(decoder_input_ids, memory, source_padding_mask))
 
 
 # %% [markdown]

@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from labnotes.bart import BARTConfig, BARTTask
 from labnotes.tokenizer import CorpusConfig
 from labnotes.electra import ElectraConfig, ElectraTask
 from labnotes.experiments.electra import HybridTask
@@ -43,6 +44,8 @@ def build(name: str, corpus: CorpusConfig):
         return (NSPTask if name == "nsp" else SOPTask)(config)
     if name == "spanbert":
         return SpanBERTTask(SpanBERTConfig(corpus=corpus, eval_blocks=16, **tiny()))
+    if name == "bart":
+        return BARTTask(BARTConfig(corpus=corpus, eval_examples=16, **tiny()))
     if name == "xlnet":
         return XLNetTask(XLNetConfig(corpus=corpus, eval_blocks=16, **tiny()))
     config = ElectraConfig(corpus=corpus, eval_blocks=16, **tiny())
@@ -71,7 +74,7 @@ def gradients(task, loss) -> list[torch.Tensor]:
 
 
 PAPERS = ["mlm", "nsp", "sop", "spanbert", "electra", "electra_15", "replace_mlm",
-          "all_tokens_mlm", "xlnet"]
+          "all_tokens_mlm", "xlnet", "bart"]
 
 
 @pytest.mark.parametrize("name", PAPERS)
