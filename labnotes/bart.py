@@ -502,7 +502,12 @@ def reconstruct(model: EncoderDecoder, tokenizer: Any, text: str, *, beam_size: 
                 max_new_tokens: int = 64) -> str:
     written = generate(model, encode_with_masks(tokenizer, text), beam_size=beam_size,
                        max_new_tokens=max_new_tokens)
-    return tokenizer.decode([token for token in written if token >= len(SPECIAL_TOKENS)])
+    return tokenizer.decode(ordinary_tokens(written))
+
+
+def ordinary_tokens(ids: list[int]) -> list[int]:
+    """The ids without special tokens ([CLS], [SEP], [PAD], [MASK], ...)."""
+    return [token for token in ids if token >= len(SPECIAL_TOKENS)]
 
 
 # %% [markdown]

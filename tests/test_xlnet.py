@@ -319,7 +319,7 @@ def test_our_masks_in_hugging_face_xlnet_leak_nothing_and_the_flipped_polarity_d
     config = transformers.XLNetConfig(vocab_size=VOCAB, d_model=32, n_layer=2, n_head=4,
                                       d_inner=64, dropout=0.0, mem_len=None)
     torch.manual_seed(0)
-    model = transformers.XLNetLMHeadModel(config).eval()  # float32: its position code is
+    model = transformers.XLNetLMHeadModel(config).eval()  # float32: its positions need it
     ranks = torch.tensor([[-1, -1, 1, -1, 0, -1, 2, -1]])
     ids = torch.tensor([[CLS, 11, 12, 13, 14, 15, 16, SEP]])
     perm_mask = official_perm_mask(ranks)

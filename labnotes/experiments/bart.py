@@ -35,13 +35,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from labnotes.bart import (IGNORE, BARTConfig, BARTTask, evaluate_seq2seq, generate, pad_rows,
-                           seq2seq_loss)
+from labnotes.bart import (IGNORE, BARTConfig, BARTTask, evaluate_seq2seq, generate,
+                           ordinary_tokens, pad_rows, seq2seq_loss)
 from labnotes.downstream import DownstreamConfig, build_tasks, evaluate_encoder, quick_suite
 from labnotes.experiments.common import (flops_per_step, in_order, markdown_table, percent,
                                          pyplot, run_in_notebook, save_figure, train_arm,
                                          write_table)
-from labnotes.tokenizer import CLS_ID, PAD_ID, SEP_ID, SPECIAL_TOKENS, prepare_corpus
+from labnotes.tokenizer import CLS_ID, PAD_ID, SEP_ID, prepare_corpus
 from labnotes.training import make_quick
 from labnotes.transformer import EncoderDecoder
 
@@ -136,10 +136,6 @@ def finetune_summaries(model: EncoderDecoder, train_examples: list, steps: int,
     return model.eval()
 
 
-def ordinary(ids: list[int]) -> list[int]:
-    return [token for token in ids if token >= len(SPECIAL_TOKENS)]
-
-
 def summary_scores(model: EncoderDecoder, train_examples: list, test_examples: list,
                    tokenizer: Any, steps: int, show: int = 0) -> dict[str, Any]:
     tuned = finetune_summaries(model, train_examples, steps)
@@ -149,9 +145,9 @@ def summary_scores(model: EncoderDecoder, train_examples: list, test_examples: l
     shown = []
     for source_ids, target in test_examples[:show]:
         written = generate(tuned, source_ids, max_new_tokens=32, beam_size=4)
-        shown.append({"rest": tokenizer.decode(ordinary(source_ids.tolist()))[:160],
-                      "true": tokenizer.decode(ordinary(target.tolist())),
-                      "written": tokenizer.decode(ordinary(written))})
+        shown.append({"rest": tokenizer.decode(ordinary_tokens(source_ids.tolist()))[:160],
+                      "true": tokenizer.decode(ordinary_tokens(target.tolist())),
+                      "written": tokenizer.decode(ordinary_tokens(written))})
     return {"loss": scores["eval_loss"], "perplexity": scores["eval_perplexity"],
             "examples": shown}
 
