@@ -182,8 +182,11 @@ def text_infilling(tokens: Tensor, word_starts: Tensor, rate: float, poisson_lam
 # uniformly random order (all of them, as BART's final model, §5.1; fairseq's
 # `permute_sentences` with $p = 1$). **Document rotation** picks a token and starts the document
 # there, wrapping the beginning around to the end; the model must find where the document
-# really starts (§2.2). fairseq draws the offset from $[1, n - 1]$, so a rotation always moves
-# something; so do we. Neither hides a single token: they only test whether the model knows
+# really starts (§2.2). We draw the offset uniformly from the $n - 1$ offsets that move the text,
+# so a rotation always moves something. fairseq (`add_rolling_noise`) draws it from $[1, L - 1]$
+# over the document *with* its start and end tokens ($L = n + 2$) and keeps those two in place,
+# so its two extreme offsets give back the document unchanged: $2$ of its $n + 1$ draws are no
+# rotation at all. Neither noise hides a single token: they only test whether the model knows
 # what order text comes in.
 
 # %%
@@ -437,7 +440,22 @@ def evaluate_seq2seq(model: nn.Module, batch: dict[str, Tensor], device: torch.d
 def generate(model: EncoderDecoder, source: Tensor, *, max_new_tokens: int = 64,
              beam_size: int = 1, length_penalty: float = 1.0) -> list[int]:
     """Token ids written for one source [S] (without the start token and the end token)."""
+    was_training = model.training
     model.eval()
+    try:
+        return beam_search(model, source, max_new_tokens, beam_size, length_penalty)
+    finally:
+        model.train(was_training)  # a model that was training goes back to training
+
+
+def reorder_cache(cache: list[dict], origin: Tensor) -> None:
+    """Each beam continues the self-attention cache of the prefix it extends (`origin` [beams])."""
+    for layer in cache:
+        layer["self"] = {key: value[origin] for key, value in layer["self"].items()}
+
+
+def beam_search(model: EncoderDecoder, source: Tensor, max_new_tokens: int, beam_size: int,
+                length_penalty: float) -> list[int]:
     device = next(model.parameters()).device
     source = source[None, :].to(device)
     memory = model.encoder(source).expand(beam_size, -1, -1)  # [beams, S, D]
@@ -470,8 +488,7 @@ def generate(model: EncoderDecoder, source: Tensor, *, max_new_tokens: int = 64,
             keep_beams.append(keep_beams[0]), keep_tokens.append(PAD_ID)
             keep_scores.append(float("-inf"))
         origin = torch.tensor(keep_beams, device=device)
-        for layer in cache:  # each beam continues the cache of the prefix it extends
-            layer["self"] = {key: value[origin] for key, value in layer["self"].items()}
+        reorder_cache(cache, origin)
         beams = torch.cat([beams[origin], torch.tensor(keep_tokens, device=device)[:, None]], 1)
         scores = torch.tensor(keep_scores, device=device)
     if not finished:  # no prefix ended: take the best unfinished one

@@ -402,6 +402,12 @@ class Decoder(nn.Module):
                 *, cache: list[dict] | None = None, first_position: int = 0) -> Tensor:
         """input_ids [B, T] (the target shifted right), memory [B, S, D] -> states [B, T, D]."""
         batch, length = input_ids.shape
+        if cache is not None:  # the new tokens must continue exactly where the cache ends
+            cached = cache[0].get("self", {}).get("k")
+            held = 0 if cached is None else cached.shape[2]
+            if held != first_position:
+                raise ValueError(f"first_position={first_position}, but the cache holds {held} "
+                                 "positions; pass the number of tokens already decoded")
         x = self.embeddings(input_ids, first_position=first_position)  # [B, T, D]
         causal = None  # one new token sees every cached one and itself: no mask needed
         if length > 1:

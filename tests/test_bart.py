@@ -2,6 +2,7 @@
 decoder's causality, padding and cache, beam search against greedy decoding, label shifting
 against Hugging Face, and a short `labnotes train bart` and `labnotes generate`."""
 
+import dataclasses
 import json
 import math
 
@@ -136,6 +137,30 @@ def test_noised_inputs_keep_cls_and_sep_at_the_ends(seed, sentences, noise):
         assert sorted(inner.tolist()) == sorted(chunk.tokens.tolist())  # nothing hidden
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 10_000), st.integers(1, 6))
+def test_infilling_after_permutation_hides_whole_words_of_whole_sentences_in_a_new_order(
+        seed, sentences):
+    chunk = make_chunk(seed, sentences)
+    chunk.tokens = torch.arange(NUM_SPECIAL, NUM_SPECIAL + len(chunk.tokens))  # all distinct
+    inner = add_noise(chunk, "infilling+permutation", torch.Generator().manual_seed(seed))[1:-1]
+    visible = inner[inner != MASK_ID]
+    shown = torch.zeros(len(chunk.tokens), dtype=torch.bool)
+    shown[visible - NUM_SPECIAL] = True
+    word_of = chunk.word_starts.long().cumsum(0) - 1
+    words = int(chunk.word_starts.sum())
+    for word in range(words):  # a word is shown whole or hidden whole
+        assert len(set(shown[word_of == word].tolist())) == 1
+    hidden_words = len(set(word_of[~shown].tolist()))
+    assert hidden_words == math.ceil(0.3 * words)  # the budget, counted in words
+    order = chunk.sentence_ids[visible - NUM_SPECIAL]
+    runs = torch.unique_consecutive(order)
+    assert len(runs) == len(set(runs.tolist())), "each sentence's shown words stay together"
+    for sentence in runs.tolist():
+        inside = visible[order == sentence]
+        assert bool((inside[1:] > inside[:-1]).all()), "and keep their order inside it"
+
+
 def test_bad_noise_names_are_clear_errors():
     with pytest.raises(ValueError, match="use one of masking, deletion, infilling"):
         parse_noise("shuffle")
@@ -247,6 +272,75 @@ def test_beam_search_with_one_beam_is_greedy_decoding_and_wider_beams_score_no_w
         assert score(beam) >= score(greedy) - 1e-9
 
 
+def brute_force_best(model, source, longest, length_penalty):
+    """Every text of at most `longest` tokens (any token but [SEP]) then [SEP], scored by full
+    recomputation without a cache; the best one and its score."""
+    import itertools
+    best, best_score = None, float("-inf")
+    others = [token for token in range(model.config.vocab_size) if token != SEP_ID]
+    for length in range(longest + 1):
+        for tokens in itertools.product(others, repeat=length):
+            target = torch.tensor([[*tokens, SEP_ID]])
+            with torch.no_grad():
+                logits = model(source[None], shift_right(target))
+            score = -F_cross(logits, target).item() / (length + 1) ** length_penalty
+            if score > best_score:
+                best, best_score = list(tokens), score
+    return best, best_score
+
+
+def wide_beam_case(seed: int) -> EncoderDecoder:
+    """A float64 model over 5 specials and 3 words, in which ending is costly."""
+    torch.manual_seed(seed)
+    model = EncoderDecoder(dataclasses.replace(CONFIG, vocab_size=8)).double().eval()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.3 * torch.randn_like(parameter))
+        model.head.bias[SEP_ID] -= 3.0
+    return model
+
+
+@pytest.mark.parametrize("length_penalty", [0.0, 1.0])
+def test_a_beam_wide_enough_to_see_every_candidate_finds_the_brute_force_best(length_penalty,
+                                                                                monkeypatch):
+    """Texts of different lengths finish at different steps and beams are reordered at every
+    step; with room for every candidate, beam search must return exactly the best text. Its twin
+    keeps each beam's cache in the old order, and then it does not."""
+    import labnotes.bart as bart
+    source = torch.tensor([CLS_ID, 5, 6, 7, 6, SEP_ID])
+    beams = 49 * 8  # every candidate of every step is looked at: an exhaustive search
+    cases = [wide_beam_case(seed) for seed in (2, 5)]  # seeds where the order matters
+    bests = [brute_force_best(model, source, 2, length_penalty)[0] for model in cases]
+    assert {len(best) for best in bests} != {0}, "some best text must be written after a reorder"
+    for model, best in zip(cases, bests):
+        assert generate(model, source, max_new_tokens=3, beam_size=beams,
+                        length_penalty=length_penalty) == best
+    monkeypatch.setattr(bart, "reorder_cache", lambda cache, origin: None)
+    assert any(generate(model, source, max_new_tokens=3, beam_size=beams,
+                        length_penalty=length_penalty) != best
+               for model, best in zip(cases, bests))
+
+
+def test_generate_puts_a_training_model_back_in_training_mode():
+    model = small_model().train()
+    source, _ = source_and_target()
+    generate(model, source[0], max_new_tokens=4, beam_size=2)
+    assert model.training
+    generate(model.eval(), source[0], max_new_tokens=4)
+    assert not model.training
+
+
+def test_a_cache_that_does_not_match_first_position_is_a_clear_error():
+    model = small_model()
+    source, labels = source_and_target()
+    memory = model.encoder(source)
+    cache = [{} for _ in model.decoder.blocks]
+    model.decoder(shift_right(labels)[:, :3], memory, cache=cache, first_position=0)  # 3 held
+    model.decoder(labels[:, 2:3], memory, cache=cache, first_position=3)  # continues: fine
+    with pytest.raises(ValueError, match="first_position=2, but the cache holds 4 positions"):
+        model.decoder(labels[:, 3:4], memory, cache=cache, first_position=2)
+
+
 def F_cross(logits, target):
     return torch.nn.functional.cross_entropy(logits[0], target[0], reduction="sum")
 
@@ -303,3 +397,25 @@ def test_train_bart_lowers_the_loss_and_generate_prints_text(tmp_path, capsys):
 def test_generate_on_a_run_that_cannot_generate_is_a_clear_error(tmp_path, capsys):
     assert main(["generate", "--checkpoint", str(tmp_path / "nothing"), "text"]) != 0
     assert "is not a labnotes run folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "bart", "--set", "noise=shuffle"], "use one of masking, deletion, infilling"),
+    (["train", "bart", "--set", "noise=masking+deletion"], "at most one of masking, deletion"),
+    (["train", "bart", "--set", "poisson_lambda=0"], "poisson_lambda must be positive"),
+    (["train", "bart", "--set", "rate=1.5"], "rate must be between 0 and 1"),
+    (["generate", "--checkpoint", "nowhere", "--beam", "0", "text"], "--beam: 0 must be at least 1"),
+    (["generate", "--checkpoint", "nowhere", "--max-tokens", "-2", "text"], "must be at least 1"),
+])
+def test_bad_bart_settings_exit_2_with_the_reason_and_write_nothing(tmp_path, capsys, argv,
+                                                                    message):
+    out = tmp_path / "run"
+    if argv[0] == "train":
+        argv = [*argv, "--out", str(out)]
+    try:
+        code = main(argv)
+    except SystemExit as stopped:  # argparse's own checks exit from inside
+        code = stopped.code
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
