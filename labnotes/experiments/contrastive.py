@@ -234,7 +234,12 @@ def plot_spectra(results: dict[str, Any], path: Path) -> None:
 #
 # From a shell, `labnotes experiment contrastive` trains the ten runs and writes
 # `docs/results/contrastive/`; `--redraw` redraws the table and figures from the stored
-# `results.json`. In the notebook this cell runs it into `runs/experiment-contrastive/`.
+# `results.json`. The stored run took 17 minutes on one thread of a 2-core CPU shared with other
+# jobs, with the start already in the cache (training it first adds 1,200 MLM steps, about two
+# minutes on an idle 2-core CPU). The cost grows linearly with `STEPS` and `SEEDS`. `--quick`
+# (and the notebook under `LABNOTES_QUICK=1`) runs two arms, one seed, 20 steps, from a 20-step
+# start: a check that it runs, never a result. In the notebook this cell runs it into
+# `runs/experiment-contrastive/`.
 
 # %%
 if __name__ == "__main__":
