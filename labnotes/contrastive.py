@@ -12,7 +12,7 @@ arXiv: 2104.08821
 # A masked language model gives every token a good vector, but nobody trained it to give a
 # *sentence* one. Take its `[CLS]` vector, or the mean of its token vectors, and two unrelated
 # sentences still look alike: the vectors crowd into a narrow cone, so that almost any two of
-# them have a high cosine (Ethayarajh, 2019, arXiv:1909.00512, §4, calls this anisotropy).
+# them have a high cosine (Ethayarajh, 2019, arXiv:1909.00512, calls this anisotropy).
 #
 # **Contrastive learning** fixes that with one question: of these candidates, which one belongs
 # with this example? The survey our readers know (Qiu et al., 2020, arXiv:2003.08271, §3.1.5)
@@ -172,10 +172,10 @@ def two_views(model: nn.Module, input_ids: Tensor, padding_mask: Tensor,
 # SimCSE's unsupervised recipe takes the final `[CLS]` vector, passes it through a small MLP
 # (a linear layer and a tanh, BERT's pooler shape) *during training*, and drops the MLP at test
 # time (`--pooler_type cls --mlp_only_train`). In its Table 6 that beats keeping the MLP
-# (82.5 against 81.7) and having none (80.9); mean pooling of the last layer is close (81.2
-# for the average of the first and last layers). The MLP gives the loss room to reshape the
-# space it scores in without forcing every change on the vector we keep. `pooling="mean"` is
-# the switch to the average of the real (non-`[PAD]`) tokens.
+# (82.5 against 81.7) and having none (80.9); averaging the tokens of the first and last
+# layers gives 81.2. The MLP gives the loss room to reshape the space it scores in without
+# forcing every change on the vector we keep. `pooling="mean"` is the switch to the average of
+# the last layer's real (non-`[PAD]`) tokens.
 #
 # `embed` is what every evaluation reads: the encoder's pooled vector, no MLP, no dropout.
 
@@ -214,8 +214,9 @@ class SentenceEncoder(nn.Module):
 #
 # SimCSE fine-tunes a pretrained BERT; from random weights it learns little (§3: starting from
 # a pre-trained checkpoint matters). `--set init=DIR` takes the folder of a `labnotes train
-# mlm` run: its encoder's shape, its weights from the last checkpoint, and its corpus and
-# tokenizer, which must be the ones this run reads. Without `init` the page trains its own
+# mlm` run: its encoder's shape (of this page's `model.*` settings only `dropout` then
+# counts), its weights from the last checkpoint, and its corpus and tokenizer, which must be
+# the ones this run reads. Without `init` the page trains its own
 # short MLM first (`start_steps` steps of the MLM page's recipe on the same corpus, same
 # encoder shape) and keeps it in the labnotes cache, keyed by its settings, so that a second
 # run, another seed of the experiment or the loading of a finished run, reuses it instead of
@@ -648,11 +649,9 @@ class ContrastiveTask:
         shape, weights = load_start(self.start_folder, config.corpus)
         prepared = prepare_corpus(config.corpus)
         self.tokenizer = prepared.tokenizer
-        for name in ("vocab_size", "max_len", "dim", "layers", "heads", "ffn_dim",
-                     "num_segments"):  # the start's shape; this page's dropout
-            setattr(config.model, name, getattr(shape, name))
         torch.manual_seed(config.train.seed)
-        self.model = SentenceEncoder(config.model, config.pooling)
+        shape = dataclasses.replace(shape, dropout=config.model.dropout)  # the start's, but p
+        self.model = SentenceEncoder(shape, config.pooling)
         self.model.encoder.load_state_dict(weights)
         length = config.corpus.seq_len
         self.sentences = sentence_pool(prepared.train_documents, length)
@@ -671,7 +670,7 @@ class ContrastiveTask:
         """The start (both poolings), the bag of words and chance, measured once."""
         cpu = torch.device("cpu")
         result: dict[str, float] = {}
-        start = SentenceEncoder(self.config.model, self.config.pooling)
+        start = SentenceEncoder(self.model.encoder.config, self.config.pooling)
         start.load_state_dict(self.model.state_dict())
         for pooling in POOLINGS:
             start.pooling = pooling

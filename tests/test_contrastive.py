@@ -213,7 +213,7 @@ def test_the_training_batch_holds_distinct_training_sentences(tiny_task):
 
 # ---------------------------------------------------------------- end to end
 
-def test_train_contrastive_lowers_the_loss_and_beats_the_raw_mlm(tmp_path):
+def test_train_contrastive_lowers_the_loss_and_beats_the_raw_mlm(tmp_path, capsys):
     data = write_small_corpus(tmp_path / "small.txt", documents=300)
     out = tmp_path / "run"
     code = main(["train", "contrastive", "--data", str(data), "--steps", "120", "--out", str(out),
@@ -232,6 +232,10 @@ def test_train_contrastive_lowers_the_loss_and_beats_the_raw_mlm(tmp_path):
     assert summary["eval_uniformity"] < summary["start_uniformity"]
     for name in ("metrics.jsonl", "summary.json", "model.safetensors", "config.json"):
         assert (out / name).exists()
+    capsys.readouterr()
+    assert main(["eval", "contrastive", "--checkpoint", str(out), "--device", "cpu"]) == 0
+    again = json.loads(capsys.readouterr().out)  # the run folder rebuilds the same model
+    assert again["eval_deletion_mrr"] == pytest.approx(summary["eval_deletion_mrr"], abs=1e-6)
 
 
 def test_bad_settings_are_clear_errors_and_write_nothing(tmp_path, capsys):
