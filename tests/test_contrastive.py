@@ -209,6 +209,18 @@ def test_the_training_batch_holds_distinct_training_sentences(tiny_task):
     assert len(rows) == 16
     loss, metrics = tiny_task.loss(tiny_task.model.train(), batch)
     assert loss.item() > 0 and 0 <= metrics["in_batch_accuracy"] <= 1
+    assert metrics["positive_cosine"] < 0.9999  # p = 0.1: two masks, two views
+
+
+def test_the_fixed_mask_arm_shares_one_mask(tiny_task):
+    batch = tiny_task.make_batch(0, torch.Generator().manual_seed(0))
+    tiny_task.config.views = "shared"
+    try:
+        _, metrics = tiny_task.loss(tiny_task.model.train(), batch)
+    finally:
+        tiny_task.config.views = "independent"
+    assert tiny_task.model.encoder.config.dropout == 0.1
+    assert metrics["positive_cosine"] == pytest.approx(1.0, abs=1e-6)
 
 
 # ---------------------------------------------------------------- end to end
