@@ -60,6 +60,9 @@ PAPERS = {paper.name: paper for paper in [
           "labnotes.xlnet", "XLNetConfig", "XLNetTask", "labnotes.experiments.xlnet"),
     Paper("bart", "BART denoising sequence-to-sequence model", "1910.13461",
           "labnotes.bart", "BARTConfig", "BARTTask", "labnotes.experiments.bart"),
+    Paper("contrastive", "SimCSE contrastive sentence embeddings", "2104.08821",
+          "labnotes.contrastive", "ContrastiveConfig", "ContrastiveTask",
+          "labnotes.experiments.contrastive"),
 ]}
 
 
