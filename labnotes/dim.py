@@ -483,6 +483,10 @@ class InfoWordConfig:
 # - `eval_retrieval_accuracy`: how often a global view scores its own n-gram strictly above
 #   every other candidate, against `baseline_retrieval_accuracy`, the chance of that,
 #   $\overline{1 / n_i}$ ($\approx 1 / B$).
+#
+# With gradient accumulation (`grad_accum` > 1) each micro-batch is its own set of candidates:
+# the MLM term is exactly the large batch's, the DIM term is an InfoNCE over the smaller
+# micro-batches (fewer negatives, a lower cap), not over the whole step.
 
 # %%
 class InfoWordTask:
