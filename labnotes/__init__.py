@@ -7,8 +7,8 @@ __version__ = "0.1.0"
 # experiment (labnotes/experiments/). The command line's list of papers is labnotes/registry.py.
 PAGES = [
     "data", "tokenizer", "transformer", "training", "downstream", "pairs",
-    "mlm", "nsp", "sop", "spanbert", "electra", "xlnet", "bart", "contrastive",
+    "mlm", "nsp", "sop", "spanbert", "electra", "xlnet", "bart", "dim", "contrastive",
     "experiments.common", "experiments.mlm", "experiments.nsp", "experiments.sop",
     "experiments.spanbert", "experiments.electra", "experiments.xlnet",
-    "experiments.bart", "experiments.contrastive",
+    "experiments.bart", "experiments.dim", "experiments.contrastive",
 ]

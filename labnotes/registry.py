@@ -60,6 +60,8 @@ PAPERS = {paper.name: paper for paper in [
           "labnotes.xlnet", "XLNetConfig", "XLNetTask", "labnotes.experiments.xlnet"),
     Paper("bart", "BART denoising sequence-to-sequence model", "1910.13461",
           "labnotes.bart", "BARTConfig", "BARTTask", "labnotes.experiments.bart"),
+    Paper("dim", "InfoWord: Deep InfoMax for text (MLM + n-gram DIM)", "1910.08350",
+          "labnotes.dim", "InfoWordConfig", "InfoWordTask", "labnotes.experiments.dim"),
     Paper("contrastive", "SimCSE contrastive sentence embeddings", "2104.08821",
           "labnotes.contrastive", "ContrastiveConfig", "ContrastiveTask",
           "labnotes.experiments.contrastive"),
