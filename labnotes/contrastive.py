@@ -114,10 +114,10 @@ def info_nce(queries: Tensor, keys: Tensor, temperature: float) -> Tensor:
 # | NSP | segment A | the segment after A | one B from another document | [NSP](nsp.md) |
 # | SOP | A and B | A, then B | B, then A | [SOP](sop.md) |
 # | RTD | a position | the original token | a generator's guess there | [ELECTRA](electra.md) |
-# | DIM | a masked sentence | its masked n-gram | other n-grams of the batch | not built yet |
+# | DIM | a masked sentence | its masked n-gram | other n-grams of the batch | [InfoWord](dim.md) |
 # | SimCSE | a sentence, one mask | it, another mask | the batch's other sentences | this page |
 #
-# Sources: NSP, BERT arXiv:1810.04805 §3.1; SOP, ALBERT arXiv:1909.11942 §4.1; RTD, ELECTRA
+# Sources: NSP, BERT arXiv:1810.04805 §3.1; SOP, ALBERT arXiv:1909.11942 §3.1; RTD, ELECTRA
 # arXiv:2003.10555 §2; DIM for text, InfoWord (Kong et al., arXiv:1910.08350, §3), after
 # Hjelm et al.'s Deep InfoMax (arXiv:1808.06670); SimCSE arXiv:2104.08821 §3.
 #
