@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 
 from labnotes.cli import main
 from labnotes.contrastive import (ContrastiveConfig, ContrastiveTask, SentenceEncoder, alignment,
-                                  anisotropy, chance_scores, delete_one_word, info_nce,
-                                  pad_sentences, rank_of_positives, singular_spectrum, two_views,
-                                  uniformity)
+                                  anisotropy, chance_scores, delete_one_word, embed_texts,
+                                  info_nce, pad_sentences, rank_of_positives, singular_spectrum,
+                                  two_views, uniformity)
 from labnotes.tokenizer import CorpusConfig, prepare_corpus
 from labnotes.training import TrainConfig, read_metrics
 from labnotes.transformer import EncoderConfig
@@ -221,6 +221,33 @@ def test_the_fixed_mask_arm_shares_one_mask(tiny_task):
         tiny_task.config.views = "independent"
     assert tiny_task.model.encoder.config.dropout == 0.1
     assert metrics["positive_cosine"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_evaluation_reads_the_vector_before_the_mlp_and_ignores_padding(tiny_task):
+    """The MLP is for training only: changing it changes no evaluation, while a change to the
+    encoder does (the twin). A sentence gets the same vector alone or beside a longer one."""
+    model = tiny_task.model
+    device = torch.device("cpu")
+    before = tiny_task.evaluate(model, device)
+    saved = {name: value.clone() for name, value in model.state_dict().items()}
+    try:
+        with torch.no_grad():
+            model.projection[0].weight.mul_(-3.0)
+        assert tiny_task.evaluate(model, device) == before
+        short, long = tiny_task.held_out_sentences[0], max(tiny_task.held_out_sentences, key=len)
+        for pooling in ("cls", "mean"):
+            model.pooling = pooling
+            alone = embed_texts(model, [short], device)[0]
+            beside = embed_texts(model, [short, long], device)[0]
+            assert torch.allclose(alone, beside, atol=1e-5), pooling
+        model.pooling = tiny_task.config.pooling
+        with torch.no_grad():
+            model.encoder.final_norm.weight.mul_(0.5)
+            model.encoder.final_norm.bias.add_(0.3)
+        assert tiny_task.evaluate(model, device) != before
+    finally:
+        model.load_state_dict(saved)
+        model.pooling = tiny_task.config.pooling
 
 
 # ---------------------------------------------------------------- end to end
