@@ -120,3 +120,107 @@ def test_chinese_text_file_reads_as_documents_of_sentences(tmp_path: Path) -> No
     assert corpus.documents == (("今天天气很好。", "我们去公园吧！"),
                                 ("他说：“好的。”", "然后就走了。"))
 
+
+# ---------------------------------------------------------------------------- words
+
+import math  # noqa: E402
+
+import torch  # noqa: E402
+
+from labnotes.data import Corpus, pack_blocks  # noqa: E402
+from labnotes.mlm import mask_tokens  # noqa: E402
+from labnotes.tokenizer import (CLS_ID, PAD_ID, SEP_ID, CorpusConfig, TokenizerConfig,  # noqa: E402
+                                chinese_word_ids, resolve_word_source, train_tokenizer)
+
+GOLD_WORDS = ["我们", "中文", "模型", "训练", "的", "新", "世纪", "１９９８年", "BERT", "。", "，",
+              "中华人民共和国", "人"]
+GOLD_SENTENCES = (("我们 训练 中文 模型 。", "１９９８年 ， 新 世纪 的 BERT 模型 。"),
+                  ("中华人民共和国 的 人 don't 训练 。", "世纪 的 模型 ，新 人 。"))
+
+
+@pytest.fixture(scope="module")
+def chinese_tokenizer():
+    return train_tokenizer(Corpus("zh-words", GOLD_SENTENCES, segmented=True),
+                           TokenizerConfig(vocab_size=120, min_frequency=1))
+
+
+def groups(tokenizer, sentence: str, words: str) -> list[str]:
+    """The tokens of each word, joined: what whole-word masking treats as one word."""
+    ids, word_ids = tokenizer.encode_with_words(sentence, words)
+    joined: dict[int, str] = {}
+    for token_id, word in zip(ids, word_ids):
+        joined[word] = joined.get(word, "") + tokenizer.id_to_token(token_id).removeprefix("##")
+    return list(joined.values())
+
+
+def test_word_sources_on_examples(chinese_tokenizer) -> None:
+    sentence = "１９９８年 ， BERT模型 don't 训练 。"
+    assert groups(chinese_tokenizer, sentence, "spaces") == [
+        "１９９８年", "，", "bert模型", "don", "'", "t", "训练", "。"]
+    assert groups(chinese_tokenizer, sentence, "characters") == [
+        "１９９８", "年", "，", "bert", "模", "型", "don", "'", "t", "训", "练", "。"]
+    assert groups(chinese_tokenizer, "我们训练中文模型。", "jieba") == [
+        "我们", "训练", "中文", "模型", "。"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(GOLD_WORDS), min_size=1, max_size=12))
+def test_gold_words_are_never_split_or_joined(chinese_tokenizer, words: list[str]) -> None:
+    _, word_ids = chinese_tokenizer.encode_with_words(" ".join(words), "spaces")
+    tokens_per_word = [len(chinese_tokenizer.encode(word)) for word in words]
+    expected = [number for number, count in enumerate(tokens_per_word) for _ in range(count)]
+    assert word_ids == expected
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("abc Ad'.,-9é")), max_size=40),
+       st.sampled_from(["characters", "spaces", "jieba"]))
+def test_text_without_chinese_keeps_berts_word_ids(chinese_tokenizer, text, words) -> None:
+    encoding = chinese_tokenizer.backend.encode(text, add_special_tokens=False)
+    assert chinese_word_ids(encoding.word_ids, encoding.offsets, text, words) == list(
+        encoding.word_ids)
+
+
+def test_word_source_choice_and_missing_jieba(monkeypatch, capsys) -> None:
+    chinese = Corpus("zh", (("今天天气很好。",),))
+    assert resolve_word_source(None, Corpus("gold", GOLD_SENTENCES, segmented=True)) == "spaces"
+    assert resolve_word_source(None, Corpus("en", (("Plain English here.",),))) == "characters"
+    assert resolve_word_source(None, chinese) == "jieba"
+    assert resolve_word_source("characters", chinese) == "characters"
+    with pytest.raises(ValueError, match="words must be one of"):
+        CorpusConfig(words="ltp")
+    monkeypatch.setitem(__import__("sys").modules, "jieba", None)  # as if not installed
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
+    assert resolve_word_source(None, chinese) == "characters"
+    assert "pip install jieba" in capsys.readouterr().err
+    with pytest.raises(CorpusError, match="pip install jieba"):
+        chinese_word_ids([0, 1], [(0, 1), (1, 2)], "今天", "jieba")
+
+
+def binomial_bound(n: int, p: float, z: float = 5.0) -> float:
+    return z * math.sqrt(p * (1 - p) / n)
+
+
+def test_whole_word_masking_masks_every_character_of_a_chinese_word(chinese_tokenizer) -> None:
+    encoded = chinese_tokenizer.encode_corpus(Corpus("zh", GOLD_SENTENCES * 30), "spaces")
+    blocks = pack_blocks(encoded, 24, cls_id=CLS_ID, sep_id=SEP_ID, pad_id=PAD_ID)
+    generator = torch.Generator().manual_seed(0)
+    words_seen = words_selected = 0
+    for _ in range(40):
+        inputs, labels = mask_tokens(blocks.input_ids, blocks.special_tokens_mask,
+                                     vocab_size=chinese_tokenizer.vocab_size,
+                                     whole_word_ids=blocks.word_ids, generator=generator)
+        selected = labels != -100
+        assert not (selected & blocks.special_tokens_mask).any()  # specials untouched
+        assert torch.equal(inputs[blocks.special_tokens_mask],
+                           blocks.input_ids[blocks.special_tokens_mask])
+        for row in range(len(blocks)):
+            for word in range(int(blocks.word_ids[row].max()) + 1):
+                in_word = selected[row][blocks.word_ids[row] == word]
+                assert in_word.all() or not in_word.any()  # a word is never split
+                words_seen += 1
+                words_selected += int(in_word.all())
+    # many-character words really are masked together
+    multi = (blocks.word_ids[:, 1:] == blocks.word_ids[:, :-1]) & (blocks.word_ids[:, 1:] >= 0)
+    assert multi.sum() > 0
+    assert abs(words_selected / words_seen - 0.15) < binomial_bound(words_seen, 0.15)
