@@ -288,3 +288,73 @@ def test_peoples_daily_gold_words_reach_the_blocks() -> None:
             if all(data.CHINESE_CHARACTER.match(character) for character in word):
                 assert len(set(word_ids[position:position + length])) == 1, word
             position += length
+
+
+# ---------------------------------------------------------------------------- end to end
+
+import json  # noqa: E402
+import random  # noqa: E402
+
+from labnotes.training import read_metrics  # noqa: E402
+
+TINY = ["--set", "dim=32", "--set", "ffn_dim=64", "--set", "layers=1",
+        "--set", "corpus.vocab_size=400", "--no-progress"]
+
+
+def write_chinese_stories(path: Path, documents: int = 200, seed: int = 0) -> Path:
+    """Small Chinese stories from a grammar: each on one topic (its own words), told in order
+    (首先 ... 最后), so MLM has words to learn and SOP an order. A random day number in each
+    sentence keeps validation sentences out of the training documents."""
+    rng = random.Random(seed)
+    topics = [  # (who, what, where)
+        (["小猫", "小狗", "老马"], ["红色的球", "一根骨头"], ["在花园里", "在农场上"]),
+        (["面包师", "厨师"], ["新鲜的面包", "一块蛋糕"], ["在厨房里", "在市场上"]),
+        (["水手", "渔夫"], ["那条小船", "一张渔网"], ["在海边", "在港口"]),
+        (["老师", "学生"], ["那本书", "一支铅笔"], ["在学校里", "在教室里"]),
+        (["飞行员", "机械师"], ["那架飞机", "一个机翼"], ["在机场", "在机库里"]),
+    ]
+    steps = ["首先，{w}{p}找到了{o}，那天是第{d}天。", "然后，{w}{p}搬走了{o}，那天是第{d}天。",
+             "接着，{w}慢慢地把{o}洗干净了，那天是第{d}天。",
+             "后来，{w}{p}把{o}给朋友看，那天是第{d}天。", "最后，{w}{p}留下了{o}，那天是第{d}天！"]
+    stories = []
+    for _ in range(documents):
+        who, what, places = rng.choice(topics)
+        middle = sorted(rng.sample(range(1, 4), rng.randint(1, 3)))
+        stories.append("".join(
+            steps[i].format(w=rng.choice(who), o=rng.choice(what), p=rng.choice(places),
+                            d=rng.randint(1, 999)) for i in [0, *middle, 4]))
+    path.write_text("\n\n".join(stories) + "\n", encoding="utf-8")
+    return path
+
+
+def test_chinese_stories_are_documents_of_sentences(tmp_path: Path) -> None:
+    corpus = load_corpus(str(write_chinese_stories(tmp_path / "zh.txt", documents=3)))
+    assert corpus.num_documents == 3
+    assert all(len(document) >= 3 for document in corpus.documents)
+    assert all(sentence.endswith(("。", "！")) for d in corpus.documents for sentence in d)
+
+
+def test_train_mlm_on_chinese_beats_the_unigram_baseline(tmp_path: Path) -> None:
+    text = write_chinese_stories(tmp_path / "zh.txt")
+    out = tmp_path / "mlm"  # whole words from jieba (the corpus has no gold segmentation)
+    assert main(["train", "mlm", "--data", str(text), "--steps", "150", "--batch-size", "32",
+                 "--seq-len", "40", "--out", str(out), "--set", "eval_every=75",
+                 "--set", "lr=5e-3", "--set", "whole_word=true", *TINY]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    evals = [row for row in read_metrics(out / "metrics.jsonl") if "eval_loss" in row]
+    assert evals[-1]["eval_loss"] < evals[0]["eval_loss"]
+    assert summary["eval_loss"] < summary["baseline_entropy"] - 0.3
+    assert summary["eval_accuracy"] > 1.5 * summary["baseline_accuracy"]
+
+
+def test_train_sop_on_chinese_documents_learns_the_order(tmp_path: Path) -> None:
+    text = write_chinese_stories(tmp_path / "zh.txt")
+    out = tmp_path / "sop"
+    assert main(["train", "sop", "--data", str(text), "--steps", "200", "--batch-size", "32",
+                 "--seq-len", "48", "--out", str(out), "--set", "eval_every=100",
+                 "--set", "eval_pairs=150", "--set", "lr=3e-3", "--set", "warmup_steps=20",
+                 "--set", "losses=sentence", *TINY]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["eval_sop_accuracy"] > 0.8  # chance, and the best a unigram model can do: 0.5
+    evals = [row for row in read_metrics(out / "metrics.jsonl") if "eval_loss" in row]
+    assert evals[-1]["eval_sentence_loss"] < evals[0]["eval_sentence_loss"]
