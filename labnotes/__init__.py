@@ -7,8 +7,8 @@ __version__ = "0.1.0"
 # experiment (labnotes/experiments/). The command line's list of papers is labnotes/registry.py.
 PAGES = [
     "data", "tokenizer", "transformer", "training", "downstream", "pairs",
-    "mlm", "nsp", "sop", "spanbert", "electra", "xlnet", "bart",
+    "mlm", "nsp", "sop", "spanbert", "electra", "xlnet", "bart", "chinese_wwm",
     "experiments.common", "experiments.mlm", "experiments.nsp", "experiments.sop",
     "experiments.spanbert", "experiments.electra", "experiments.xlnet",
-    "experiments.bart",
+    "experiments.bart", "experiments.chinese_wwm",
 ]

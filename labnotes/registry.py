@@ -60,6 +60,9 @@ PAPERS = {paper.name: paper for paper in [
           "labnotes.xlnet", "XLNetConfig", "XLNetTask", "labnotes.experiments.xlnet"),
     Paper("bart", "BART denoising sequence-to-sequence model", "1910.13461",
           "labnotes.bart", "BARTConfig", "BARTTask", "labnotes.experiments.bart"),
+    Paper("chinese_wwm", "Chinese BERT whole-word masking", "1906.08101",
+          "labnotes.chinese_wwm", "ChineseWWMConfig", "ChineseWWMTask",
+          "labnotes.experiments.chinese_wwm"),
 ]}
 
 

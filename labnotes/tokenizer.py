@@ -302,7 +302,7 @@ class Tokenizer:
 # so for the pre-tokenizer each character is a word of its own: `模型` is two words, `模` and
 # `型`. Whole-word masking would then mask single characters, and a model can often fill in
 # a hidden `型` from the visible `模` beside it. Chinese-BERT-wwm (Cui et al.,
-# arXiv:1906.08101, §3.1) masks real words instead, found by a word segmenter (LTP there).
+# arXiv:1906.08101) masks real words instead, found by a word segmenter (LTP there).
 #
 # Tokens stay characters; only the **word ids** change. A segmenter cuts each sentence into
 # words, and neighbouring tokens that lie in the same segmenter word get one word id, as long
