@@ -358,3 +358,14 @@ def test_train_sop_on_chinese_documents_learns_the_order(tmp_path: Path) -> None
     assert summary["eval_sop_accuracy"] > 0.8  # chance, and the best a unigram model can do: 0.5
     evals = [row for row in read_metrics(out / "metrics.jsonl") if "eval_loss" in row]
     assert evals[-1]["eval_sentence_loss"] < evals[0]["eval_sentence_loss"]
+
+
+def test_chinese_sentiment_reviews_offline_with_the_stated_counts() -> None:
+    train, test = data.chinese_sentiment_reviews()
+    reviews = train + test
+    assert (sum(label for _, label in reviews), sum(1 - label for _, label in reviews)) == (
+        8330, 9031)
+    assert (len(test), sum(label for _, label in test)) == (1729, 798)
+    texts = [text for text, _ in reviews]
+    assert len(set(texts)) == len(texts) and not set(t for t, _ in train) & set(t for t, _ in test)
+    assert data.chinese_sentiment_reviews() == (train, test)  # deterministic
