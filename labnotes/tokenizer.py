@@ -7,9 +7,11 @@ and span masking need.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
+import re
 import sys
 import unicodedata
 from collections import Counter
@@ -330,11 +332,9 @@ JIEBA_HINT = "pip install jieba (or: pip install 'labnotes[zh]')"
 
 def _segments_from_spaces(sentence: str) -> list[int]:
     """For each character of `sentence`, the number of the space-separated word it is in."""
-    numbers, word = [], 0
-    for position, character in enumerate(sentence):
-        if character.isspace() and position and not sentence[position - 1].isspace():
-            word += 1
-        numbers.append(word)
+    numbers: list[int] = []
+    for word, text in enumerate(re.split(r"(?<=\S)(?=\s)", sentence)):  # cut before spaces
+        numbers += [word] * len(text)
     return numbers
 
 
@@ -351,6 +351,14 @@ def _segments_from_jieba(sentence: str) -> list[int]:
     return numbers
 
 
+@functools.lru_cache(maxsize=None)
+def _kind_of(character: str) -> tuple[bool, bool]:
+    """(is a Chinese character, is punctuation). BERT's pre-tokenizer isolates both, so the
+    first character of a token tells its kind."""
+    return (bool(CHINESE_CHARACTER.match(character)),
+            unicodedata.category(character).startswith("P"))
+
+
 def chinese_word_ids(word_ids: Sequence[int], offsets: Sequence[tuple[int, int]],
                      sentence: str, words: str) -> list[int]:
     """BERT's word ids of one sentence with the tokens of each Chinese word given one id."""
@@ -359,9 +367,8 @@ def chinese_word_ids(word_ids: Sequence[int], offsets: Sequence[tuple[int, int]]
     segments = (_segments_from_spaces if words == "spaces" else _segments_from_jieba)(sentence)
     merged: list[int] = []
     previous: tuple[int, int | None, bool] | None = None  # (BERT word, segment, is Chinese)
-    for word, (start, end) in zip(word_ids, offsets):
-        chinese = bool(CHINESE_CHARACTER.search(sentence[start:end]))
-        punctuation = all(unicodedata.category(c).startswith("P") for c in sentence[start:end])
+    for word, (start, _) in zip(word_ids, offsets):
+        chinese, punctuation = _kind_of(sentence[start])  # a token never mixes kinds
         segment = None if punctuation else segments[start]  # punctuation is never in a word
         if previous is None:
             merged.append(0)
