@@ -369,3 +369,16 @@ def test_chinese_sentiment_reviews_offline_with_the_stated_counts() -> None:
     texts = [text for text, _ in reviews]
     assert len(set(texts)) == len(texts) and not set(t for t, _ in train) & set(t for t, _ in test)
     assert data.chinese_sentiment_reviews() == (train, test)  # deterministic
+
+
+@pytest.mark.parametrize("paper", ["nsp", "spanbert", "electra", "xlnet", "bart"])
+def test_every_paper_trains_on_chinese_text(tmp_path: Path, paper: str) -> None:
+    """Two steps each: the Chinese pipeline reaches every paper's batches and evaluation."""
+    text = write_chinese_stories(tmp_path / "zh.txt", documents=60)
+    size_field = {"nsp": "eval_pairs", "bart": "eval_examples"}.get(paper, "eval_blocks")
+    size = ["--set", f"{size_field}=16"]
+    out = tmp_path / paper
+    assert main(["train", paper, "--data", str(text), "--steps", "2", "--batch-size", "4",
+                 "--seq-len", "48", "--out", str(out), "--set", "eval_every=2", *size,
+                 *TINY]) == 0
+    assert json.loads((out / "summary.json").read_text())["steps"] == 2
