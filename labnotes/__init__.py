@@ -8,7 +8,8 @@ __version__ = "0.1.0"
 PAGES = [
     "data", "tokenizer", "transformer", "training", "downstream", "pairs",
     "mlm", "nsp", "sop", "spanbert", "electra", "xlnet", "bart", "dim", "contrastive",
+    "chinese_wwm",
     "experiments.common", "experiments.mlm", "experiments.nsp", "experiments.sop",
     "experiments.spanbert", "experiments.electra", "experiments.xlnet",
-    "experiments.bart", "experiments.dim", "experiments.contrastive",
+    "experiments.bart", "experiments.dim", "experiments.contrastive", "experiments.chinese_wwm",
 ]

