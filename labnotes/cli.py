@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 
 import labnotes
 from labnotes.registry import PAPERS, Paper, load_run
-from labnotes.training import CheckpointError, check_out_dir
+from labnotes.training import CheckpointError, TrainingStopped, check_out_dir
 
 EXIT_USAGE = 2
 EXIT_ERROR = 1
@@ -326,6 +326,9 @@ def main(argv: list[str] | None = None) -> int:
         handler = {"train": command_train, "experiment": command_experiment, "eval": command_eval,
                    "generate": command_generate, "bench": command_bench}[args.command]
         return handler(parser, args)
+    except TrainingStopped as stopped:  # SIGTERM or Ctrl-C: checkpoint written; 143 or 130
+        print(f"labnotes: {stopped}", file=sys.stderr)
+        return stopped.exit_code
     except SettingError as error:
         print(f"labnotes: error: {error}", file=sys.stderr)
         return EXIT_USAGE

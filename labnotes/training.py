@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import errno
 import hashlib
 import json
 import math
@@ -36,11 +37,13 @@ import os
 import platform
 import re
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import closing, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -265,7 +268,10 @@ def step_generator(seed: int, step: int, micro: int = 0) -> torch.Generator:
 # A file is written to a temporary name in the same folder, flushed to disk, and then renamed
 # over its final name. A rename within one file system is atomic: a reader (or a resumed run)
 # sees the old file or the new one, never a torn one. Checkpoints are folders, written whole
-# under a temporary name and renamed into place the same way.
+# under a temporary name and renamed into place the same way. The folder that holds a rename is
+# flushed too (`fsync_folder`), so that after a power cut the rename is either there or not.
+# A process killed mid-write leaves only a temporary (`.NAME.xxxx.tmp`), which nothing reads
+# and the next run that resumes removes.
 
 # %%
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
@@ -276,12 +282,43 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     try:
         write(Path(temporary))
         follow_umask(Path(temporary))  # mkstemp makes files private (0600)
-        with open(temporary, "rb") as written:
-            os.fsync(written.fileno())
+        fsync_file(Path(temporary))
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+    fsync_folder(path.parent)
+
+
+def fsync_file(path: Path) -> None:
+    with open(path, "rb") as written:
+        os.fsync(written.fileno())
+
+
+def fsync_folder(path: Path) -> None:
+    """Make the names in a folder durable (a rename, a new file). POSIX only: where a folder
+    cannot be opened (Windows) this does nothing."""
+    try:
+        handle = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass
+    finally:
+        os.close(handle)
+
+
+def remove_stale_temporaries(out_dir: Path) -> None:
+    """Delete what a killed write left in a run folder: the temporaries of a run's own files
+    (`.config.json.xxxx.tmp`, ...) and of its checkpoints; nothing else in the folder."""
+    patterns = [(Path(out_dir), f".{name}.*.tmp") for name in RUN_FILES]
+    patterns += [(Path(out_dir) / "checkpoints", pattern) for pattern in (".latest.*.tmp",
+                                                                          ".step-*.tmp")]
+    for parent, pattern in patterns:
+        for stale in parent.glob(pattern) if parent.is_dir() else []:
+            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink()
 
 
 def follow_umask(path: Path, mode: int = 0o666) -> None:
@@ -354,7 +391,7 @@ def save_checkpoint(folder: Path, *, task: Task, model: nn.Module, optimizer: to
                     config: TrainConfig, step: int, schedule_steps: int, precision: str,
                     grad_scaler: dict[str, Any] | None) -> None:
     folder = Path(folder)
-    temporary = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    temporary = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
     follow_umask(temporary, 0o777)  # mkdtemp makes folders private (0700)
     try:
         save_model(model, str(temporary / "model.safetensors"))
@@ -376,9 +413,12 @@ def save_checkpoint(folder: Path, *, task: Task, model: nn.Module, optimizer: to
         (temporary / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True))
         for written in temporary.iterdir():  # safetensors writes its files private (0600)
             follow_umask(written)
-        if folder.exists():
+            fsync_file(written)
+        fsync_folder(temporary)
+        if folder.exists():  # left by a run killed before it moved `latest` here; never latest
             shutil.rmtree(folder)
         os.replace(temporary, folder)
+        fsync_folder(folder.parent)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
@@ -523,6 +563,60 @@ def step_totals(task: Task, batches: list[dict[str, Tensor]]) -> dict[str, int] 
 
 
 # %% [markdown]
+# ## Stopping when asked
+#
+# Colab, spot instances and batch schedulers stop a program by sending it SIGTERM (and a person
+# at the terminal presses Ctrl-C, SIGINT). While it trains, the loop catches both: the signal
+# only raises a flag, the step under way finishes, a checkpoint of that step is written, and
+# the run ends with `TrainingStopped`, whose message says how to continue. The command line
+# then exits with 128 plus the signal's number, as a shell reports a process the signal ended:
+# **143 for SIGTERM, 130 for Ctrl-C**. `--resume` continues from that checkpoint and, as after
+# any checkpoint, ends with the same weights as a run never stopped. A second Ctrl-C does not
+# wait for the step: it interrupts at once, and the run resumes from its previous checkpoint.
+
+# %%
+class TrainingStopped(Exception):
+    """The run stopped on SIGTERM or SIGINT, after writing a checkpoint of its last step."""
+
+    def __init__(self, signal_number: int, step: int, checkpoint: Path, paper: str) -> None:
+        self.signal_number, self.step, self.checkpoint = signal_number, step, checkpoint
+        self.exit_code = 128 + signal_number
+        out_dir = checkpoint.parent.parent
+        super().__init__(f"stopped by {signal.Signals(signal_number).name} after step {step}; "
+                         f"checkpoint {checkpoint} written. Continue with the same command and "
+                         f"--resume (`labnotes train {paper} --out {out_dir} --resume` with "
+                         "the same settings; train(..., resume=True) in Python)")
+
+
+class StopSignals:
+    """While in use, SIGTERM and SIGINT set `received` instead of ending the program; a second
+    SIGINT raises KeyboardInterrupt. Signals reach only the main thread, so elsewhere (a
+    training thread) nothing is installed and the signals keep their usual effect."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for number in self.SIGNALS:
+                self.previous[number] = signal.getsignal(number)
+                signal.signal(number, self.handle)
+        return self
+
+    def __exit__(self, *exception: object) -> None:
+        for number, handler in self.previous.items():
+            signal.signal(number, signal.SIG_DFL if handler is None else handler)
+
+    def handle(self, number: int, frame: object) -> None:
+        if self.received is not None and number == signal.SIGINT:
+            raise KeyboardInterrupt  # asked twice: stop now, without a checkpoint
+        self.received = number
+
+
+# %% [markdown]
 # ## The loop
 #
 # One optimiser step is `grad_accum` micro-batches, as above. Then the gradient
@@ -576,7 +670,14 @@ def train(task: Task, config: TrainConfig, out_dir: Path | str, *, resume: bool 
     bar = tqdm(total=config.steps, initial=start_step, disable=not config.progress,
                desc=f"train {task.paper}", dynamic_ncols=True)
     started, tokens_seen, last_eval = time.perf_counter(), 0, {}
-    with open(metrics_path, "a") as metrics_file:
+
+    def checkpoint(done: int) -> Path:
+        return write_checkpoint(out_dir, task=task, model=model, optimizer=optimizer,
+                                config=config, step=done, schedule_steps=schedule_steps,
+                                precision=str(dtype),
+                                grad_scaler=scaler.state_dict() if scaler else None)
+
+    with open(metrics_path, "a") as metrics_file, StopSignals() as stop, closing(bar):
         for step in range(start_step, config.steps):
             lr = learning_rate(step, config, schedule_steps)
             for group in optimizer.param_groups:
@@ -625,12 +726,11 @@ def train(task: Task, config: TrainConfig, out_dir: Path | str, *, resume: bool 
                 metrics_file.flush()
             if done % config.checkpoint_every == 0 or done == config.steps:
                 metrics_file.flush()
-                write_checkpoint(out_dir, task=task, model=model, optimizer=optimizer,
-                                 config=config, step=done,
-                                 schedule_steps=schedule_steps, precision=str(dtype),
-                                 grad_scaler=scaler.state_dict() if scaler else None)
+                checkpoint(done)
             bar.update(1)
-    bar.close()
+            if stop.received is not None and done < config.steps:
+                metrics_file.flush()
+                raise TrainingStopped(stop.received, done, checkpoint(done), task.paper)
 
     if not last_eval:  # resumed a finished run: nothing trained, evaluate the weights we have
         last_eval = run_evaluation(task, model, device, dtype)
@@ -668,6 +768,7 @@ RUN_FILES = ("checkpoints", "metrics.jsonl", "config.json", "summary.json", "mod
 def prepare_out_dir(out_dir: Path, resume: bool, overwrite: bool = False) -> None:
     """Create the run folder. Never overwrite a run by accident, never resume from nothing."""
     check_out_dir(out_dir, resume, overwrite)
+    remove_stale_temporaries(out_dir)  # a write killed midway left them; nothing reads them
     if overwrite and holds_run(out_dir):  # only a run's own files; nothing else is touched
         for name in RUN_FILES:
             path = out_dir / name
@@ -697,16 +798,30 @@ def check_out_dir(out_dir: Path, resume: bool, overwrite: bool = False) -> None:
                               "--overwrite to discard it and start afresh, or choose another --out")
 
 
-def write_checkpoint(out_dir: Path, **kwargs: Any) -> None:
+def write_checkpoint(out_dir: Path, **kwargs: Any) -> Path:
+    """Write the checkpoint of `kwargs['step']` and move `latest` to it; then drop the oldest
+    beyond `keep_checkpoints`. A write that fails (a full disk) leaves `latest` where it was."""
     folder = out_dir / "checkpoints" / f"step-{kwargs['step']:07d}"
+    previous = latest_checkpoint(out_dir)
+    if previous == folder and folder.is_dir():
+        return folder  # already the latest: a step's weights are the same whenever written
     folder.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(folder, **kwargs)
     pointer = folder.parent / "latest"
-    write_atomic(pointer, lambda tmp: tmp.write_text(folder.name + "\n"))
+    try:
+        save_checkpoint(folder, **kwargs)
+        write_atomic(pointer, lambda tmp: tmp.write_text(folder.name + "\n"))
+    except OSError as error:
+        full = error.errno in (errno.ENOSPC, errno.EDQUOT)
+        reason = "the disk is full" if full else f"{type(error).__name__}: {error}"
+        kept = (f"the previous checkpoint, {previous}, is kept and --resume continues from it"
+                if previous else "there is no earlier checkpoint to resume from")
+        raise CheckpointError(f"could not write the checkpoint {folder} ({reason}); {kept}"
+                              + ("; free some space first" if full else "")) from error
     keep = kwargs["config"].keep_checkpoints
-    old = sorted(p for p in folder.parent.glob("step-*") if p.is_dir())
-    for stale in old[:-keep] if keep > 0 else []:
+    old = sorted(p for p in folder.parent.glob("step-*") if p.is_dir() and p != folder)
+    for stale in old[:-(keep - 1) or None] if keep > 0 else []:
         shutil.rmtree(stale, ignore_errors=True)
+    return folder
 
 
 # %% [markdown]
