@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import types
 import typing
@@ -227,6 +228,11 @@ def configure(paper: Paper, args: argparse.Namespace) -> Any:
     return apply_settings(config, [*assignments, *args.set])
 
 
+def first_process() -> bool:
+    """True unless torchrun started this as one of several processes, other than rank 0."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def command_train(parser: Parser, args: argparse.Namespace) -> int:
     from labnotes.training import train
 
@@ -239,6 +245,8 @@ def command_train(parser: Parser, args: argparse.Namespace) -> int:
     check_out_dir(out, args.resume, args.overwrite)  # before the corpus and model are built
     task = paper.build_task(config)
     summary = train(task, config.train, out, resume=args.resume, overwrite=args.overwrite)
+    if not first_process():  # under torchrun: rank 0 reports for all
+        return 0
     print(json.dumps(summary, indent=2))
     print(f"wrote {out}/summary.json, {out}/metrics.jsonl, {out}/model.safetensors "
           f"and {out}/checkpoints/")
@@ -327,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
                    "generate": command_generate, "bench": command_bench}[args.command]
         return handler(parser, args)
     except TrainingStopped as stopped:  # SIGTERM or Ctrl-C: checkpoint written; 143 or 130
-        print(f"labnotes: {stopped}", file=sys.stderr)
+        if first_process():
+            print(f"labnotes: {stopped}", file=sys.stderr)
         return stopped.exit_code
     except SettingError as error:
         print(f"labnotes: error: {error}", file=sys.stderr)

@@ -49,9 +49,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+import torch.distributed as dist
 from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 # %% [markdown]
@@ -83,6 +85,8 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:1 | mps
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
     progress: bool = True
+    compile: bool = False  # torch.compile the loss step (GPU: faster after a slow first step)
+    tf32: bool = True  # CUDA: float32 matrix products on TensorFloat-32 tensor cores
 
     def __post_init__(self) -> None:
         counts = ("steps", "batch_size", "grad_accum", "log_every", "eval_every",
@@ -102,7 +106,7 @@ class TrainConfig:
 
 # Settings that may change between a run and its resumption (see "What may change on resume").
 RESUMABLE_CHANGES = {"steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints",
-                     "device", "progress"}
+                     "device", "progress", "compile", "tf32"}
 
 
 class Task(Protocol):
@@ -175,6 +179,14 @@ def autocast(device: torch.device, dtype: torch.dtype):
     if dtype == torch.float32:
         return nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def use_fast_math(device: torch.device, config: TrainConfig) -> None:
+    """On CUDA, let float32 matrix products use TF32 tensor cores (10 bits of mantissa for
+    the inputs, float32 sums) unless `tf32` is off. Elsewhere it changes nothing."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = config.tf32
+        torch.backends.cudnn.allow_tf32 = config.tf32
 
 
 def keep_freed_memory() -> bool:
@@ -253,8 +265,9 @@ def learning_rate(step: int, config: TrainConfig, schedule_steps: int | None = N
 # that, plus saving the optimiser's state exactly, is what makes `--resume` bit-exact.
 
 # %%
-def step_seed(seed: int, step: int, micro: int = 0) -> int:
-    digest = hashlib.sha256(f"{seed}/{step}/{micro}".encode()).digest()
+def step_seed(seed: int, step: int, micro: int = 0, rank: int = 0) -> int:
+    key = f"{seed}/{step}/{micro}" + (f"/{rank}" if rank else "")  # rank: see "Several processes"
+    digest = hashlib.sha256(key.encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
@@ -389,7 +402,7 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, Tenso
 
 def save_checkpoint(folder: Path, *, task: Task, model: nn.Module, optimizer: torch.optim.Optimizer,
                     config: TrainConfig, step: int, schedule_steps: int, precision: str,
-                    grad_scaler: dict[str, Any] | None) -> None:
+                    grad_scaler: dict[str, Any] | None, processes: int = 1) -> None:
     folder = Path(folder)
     temporary = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
     follow_umask(temporary, 0o777)  # mkdtemp makes folders private (0700)
@@ -407,6 +420,7 @@ def save_checkpoint(folder: Path, *, task: Task, model: nn.Module, optimizer: to
             "schedule_steps": schedule_steps,  # the horizon of the learning-rate schedule
             "precision": precision,  # as resolved: "auto" means another thing on another device
             "grad_scaler": grad_scaler,  # fp16 only: the loss scale and its growth tracker
+            "processes": processes,  # for the record: a run may resume with another number
             "sha256": {name: sha256_file(temporary / name)
                        for name in ("model.safetensors", "optimizer.safetensors")},
         }
@@ -544,16 +558,17 @@ def share_of_step(mean: Tensor, name: str, count: int | Tensor,
     (`totals`: the term's count over the step's micro-batches; None: one micro-batch)."""
     if totals is None:
         return mean
-    if totals[name] == 0:
-        return mean * 0.0  # no item of this term in the whole step
+    if totals[name] == 0 or float(count) == 0:  # no item of this term here: the mean is NaN
+        return mean.nan_to_num() * 0.0
     return mean * (float(count) / totals[name])
 
 
-def step_totals(task: Task, batches: list[dict[str, Tensor]]) -> dict[str, int] | None:
-    """Each loss term's count over a step's micro-batches; None when there is one micro-batch
-    or the task does not count."""
+def step_totals(task: Task, batches: list[dict[str, Tensor]],
+                processes: int = 1) -> dict[str, int] | None:
+    """Each loss term's count over a step's micro-batches (whole, before they are split among
+    `processes`); None when one process has one micro-batch or the task does not count."""
     counter = getattr(task, "loss_counts", None)
-    if len(batches) == 1 or counter is None:
+    if len(batches) * processes == 1 or counter is None:
         return None
     totals: dict[str, int] = {}
     for batch in batches:
@@ -617,6 +632,155 @@ class StopSignals:
 
 
 # %% [markdown]
+# ## Several processes: DistributedDataParallel under torchrun
+#
+# One process per device (per CPU socket, or per GPU) is how PyTorch scales a loop past one
+# device: `torchrun --nproc_per_node N -m labnotes train mlm` starts N copies of this program
+# and tells each, through its environment (`RANK`, `WORLD_SIZE`, `LOCAL_RANK`, and where to meet),
+# who it is. Each copy builds the same model from the same seed, joins a process group (gloo on
+# the CPU, NCCL between GPUs), and wraps the model in **DistributedDataParallel** (DDP), which,
+# during `backward`, averages every gradient over the processes. After that every process holds
+# the same gradients, takes the same AdamW step, and keeps the same weights.
+#
+# What each process trains on must add up to exactly the batch one process would see. Here
+# every process builds the *whole* step's batch from `(seed, step)`, as a single process would,
+# and keeps its own slice of the rows: `batch_size` is the global batch, rank $r$ of $N$ keeps
+# rows $[rB/N, (r+1)B/N)$. Building the whole batch costs each process the (small) work of
+# masking $B$ rows; in return the data of a step never depends on how many processes train it.
+# The loss of a slice is weighed the way gradient accumulation weighs a micro-batch (below):
+# each term's mean over the slice times its share of the step's count, which every process can
+# count itself because it holds the whole batch. Summed over processes that is the step's loss,
+# so each process multiplies its share by $N$ to undo DDP's average. A task whose batch holds
+# something other than one row per example (SpanBERT's spans, which name their row) slices it
+# with its own `slice_batch(batch, start, stop)`.
+#
+# Only rank 0 logs, evaluates and writes files; the logged loss and metrics are summed over the
+# processes at log steps only. Dropout draws its masks per process (seeded by step *and* rank),
+# so with dropout on, $N$ processes are a different draw of the same run, not the same numbers;
+# with dropout off they match one process to float rounding (the tests hold the loss curves of
+# 1 and 2 processes to a relative $10^{-5}$ over 20 steps). A checkpoint holds nothing
+# particular to a process, so a run **resumes with another number of processes** whenever the
+# batch still splits evenly; it then continues the same run up to that rounding (and dropout's
+# draws). Several machines work the same way through torchrun's rendezvous options
+# (`--nnodes 2 --rdzv-backend c10d --rdzv-endpoint HOST:29500`), with the folder on shared storage.
+#
+# **Parameters a step does not use.** DDP waits, in `backward`, for a gradient of every
+# parameter; one that the step does not reach would leave it waiting, and DDP stops with an
+# error that says so. ELECTRA's two networks are one module with one summed loss (the generator's
+# and the discriminator's), so both get their gradients every step and one DDP wrapper averages
+# them together; the replaced tokens come from the `noise` drawn with the whole batch, so each row
+# is corrupted the same way however many processes there are. Every paper's loss reaches all its
+# parameters in every step (checked for each), except one case: SpanBERT's boundary head gets
+# no gradient from a slice that happens to hold no span. A task that can skip parameters says
+# so with `skips_parameters = True`, and only then is the model wrapped with
+# `find_unused_parameters=True`: after each forward DDP walks the graph and marks what it will
+# not reach, at the cost of that walk. A parameter no process used keeps no gradient, as it
+# would in one process, and AdamW leaves it alone.
+
+# %%
+class TaskLoss(nn.Module):
+    """The task's loss as a module, so that DDP sees each micro-batch's forward and backward."""
+
+    def __init__(self, task: Task, model: nn.Module) -> None:
+        super().__init__()
+        self.model, self.task = model, task
+
+    def forward(self, batch: dict[str, Tensor],
+                totals: dict[str, int] | None) -> tuple[Tensor, dict[str, Any]]:
+        if totals is None:
+            return self.task.loss(self.model, batch)
+        return self.task.loss(self.model, batch, totals)
+
+
+@dataclass
+class Processes:
+    """This process among those torchrun started: `rank` of `count`. Alone: rank 0 of 1, and
+    every method does nothing."""
+
+    rank: int = 0
+    count: int = 1
+    local_rank: int = 0
+    control: Any = None  # a gloo group: stop flags and logged numbers travel on the CPU
+    owns_group: bool = False
+
+    def device_of(self, device: torch.device) -> torch.device:
+        if device.type == "mps":
+            raise ValueError("several processes need CUDA or the CPU; MPS has no process group")
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", self.local_rank)  # one GPU per process
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        return device
+
+    def wrap(self, task: Task, model: nn.Module, device: torch.device) -> nn.Module:
+        module = TaskLoss(task, model)
+        if self.count == 1:
+            return module
+        ids = [device.index] if device.type == "cuda" else None
+        skips = getattr(task, "skips_parameters", False)  # see "Parameters a step does not use"
+        return DistributedDataParallel(module, device_ids=ids, find_unused_parameters=skips)
+
+    def share_of(self, task: Task, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """This process's rows of a step's (micro-)batch."""
+        if self.count == 1:
+            return batch
+        rows = len(batch["input_ids"])
+        start, stop = rows * self.rank // self.count, rows * (self.rank + 1) // self.count
+        slicer = getattr(task, "slice_batch", None)
+        if slicer is not None:
+            return slicer(batch, start, stop)
+        other = [key for key, value in batch.items() if value.dim() == 0 or len(value) != rows]
+        if other:
+            raise ValueError(f"{task.paper}: batch entries {other} are not one row per example; "
+                             "the task needs a slice_batch(batch, start, stop) to train on "
+                             "several processes")
+        return {key: value[start:stop] for key, value in batch.items()}
+
+    def sync_gradients(self, module: nn.Module, last_micro: bool):
+        """DDP averages once per step: micro-batches before the last only accumulate."""
+        if self.count == 1 or last_micro:
+            return nullcontext()
+        return module.no_sync()
+
+    def sum(self, values: list[Any]) -> list[float]:
+        """Numbers summed over the processes (the one host sync of a logged step)."""
+        numbers = torch.tensor([float(value) for value in values], dtype=torch.float64)
+        if self.count > 1:
+            dist.all_reduce(numbers, group=self.control)
+        return numbers.tolist()
+
+    def agree(self, received: int | None) -> int | None:
+        """A signal any process received, so that all stop after the same step."""
+        if self.count == 1:
+            return received
+        flag = torch.tensor([received or 0])
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self.control)
+        return int(flag) or None
+
+    def barrier(self) -> None:
+        if self.count > 1:
+            dist.barrier(group=self.control)
+
+    def leave(self) -> None:
+        if self.owns_group and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def join_processes(device: torch.device) -> Processes:
+    """Join the process group torchrun set up in the environment (`WORLD_SIZE` > 1)."""
+    count = int(os.environ.get("WORLD_SIZE", "1"))
+    if count == 1:
+        return Processes()
+    owns = not dist.is_initialized()
+    if owns:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    control = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else None
+    return Processes(rank=dist.get_rank(), count=dist.get_world_size(),
+                     local_rank=int(os.environ.get("LOCAL_RANK", "0")), control=control,
+                     owns_group=owns)
+
+
+# %% [markdown]
 # ## The loop
 #
 # One optimiser step is `grad_accum` micro-batches, as above. Then the gradient
@@ -634,17 +798,37 @@ class StopSignals:
 def train(task: Task, config: TrainConfig, out_dir: Path | str, *, resume: bool = False,
           overwrite: bool = False) -> dict[str, Any]:
     """Train `task.model` into `out_dir`; `resume` continues the run there, `overwrite`
-    replaces it."""
+    replaces it. Under torchrun, every process calls this; rank 0 writes the files."""
     out_dir = Path(out_dir)
     device = pick_device(config.device)
+    processes = join_processes(device)
+    try:
+        return train_process(task, config, out_dir, device, processes, resume, overwrite)
+    finally:
+        processes.leave()
+
+
+def train_process(task: Task, config: TrainConfig, out_dir: Path, device: torch.device,
+                  processes: Processes, resume: bool, overwrite: bool) -> dict[str, Any]:
+    if processes.count > 1:
+        device = processes.device_of(device)
+        if config.batch_size % processes.count:
+            raise ValueError(f"batch_size {config.batch_size} does not split evenly across "
+                             f"{processes.count} processes; choose a multiple of {processes.count}")
     dtype = pick_precision(device, config.precision)
+    use_fast_math(device, config)
     keep_freed_memory()  # on Linux: recycle freed memory, so steps stop faulting pages back in
     model = task.model.to(device)
     optimizer = make_optimizer(model, config)
     scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
     metrics_path = out_dir / "metrics.jsonl"
+    main = processes.rank == 0
 
-    prepare_out_dir(out_dir, resume, overwrite)
+    check_out_dir(out_dir, resume, overwrite)  # every process, before any of them changes it
+    processes.barrier()
+    if main:
+        prepare_out_dir(out_dir, resume, overwrite)
+    processes.barrier()
     start_step, schedule_steps = 0, config.steps
     if resume and (checkpoint := latest_checkpoint(out_dir)) is not None:
         state = load_checkpoint(checkpoint, task=task, model=model, optimizer=optimizer,
@@ -657,50 +841,67 @@ def train(task: Task, config: TrainConfig, out_dir: Path | str, *, resume: bool 
                                   "precision=... to match, or start a new run")
         if scaler is not None and state.get("grad_scaler"):
             scaler.load_state_dict(state["grad_scaler"])
-        if schedule_steps != config.steps:
+        if schedule_steps != config.steps and main:
             print(f"labnotes: resuming to step {config.steps}; the learning-rate schedule keeps "
                   f"the horizon of {schedule_steps} steps the run started with", file=sys.stderr)
-        truncate_metrics(metrics_path, start_step)
-    elif metrics_path.exists():
+        if main:
+            truncate_metrics(metrics_path, start_step)
+    elif metrics_path.exists() and main:
         metrics_path.unlink()
-    write_json(out_dir / "config.json", {"paper": task.paper, "settings": task.settings(),
-                                        "train": dataclasses.asdict(config)})
+    if main:
+        write_json(out_dir / "config.json", {"paper": task.paper, "settings": task.settings(),
+                                            "train": dataclasses.asdict(config)})
 
     model.train()
-    bar = tqdm(total=config.steps, initial=start_step, disable=not config.progress,
+    distributed = processes.wrap(task, model, device)
+    step_loss = torch.compile(distributed) if config.compile else distributed
+    bar = tqdm(total=config.steps, initial=start_step, disable=not (config.progress and main),
                desc=f"train {task.paper}", dynamic_ncols=True)
     started, tokens_seen, last_eval = time.perf_counter(), 0, {}
+    pin = device.type == "cuda"  # page-locked host memory: the copy to the GPU runs async
 
     def checkpoint(done: int) -> Path:
-        return write_checkpoint(out_dir, task=task, model=model, optimizer=optimizer,
-                                config=config, step=done, schedule_steps=schedule_steps,
-                                precision=str(dtype),
-                                grad_scaler=scaler.state_dict() if scaler else None)
+        folder = out_dir / "checkpoints" / f"step-{done:07d}"
+        if main:
+            folder = write_checkpoint(out_dir, task=task, model=model, optimizer=optimizer,
+                                      config=config, step=done, schedule_steps=schedule_steps,
+                                      precision=str(dtype), processes=processes.count,
+                                      grad_scaler=scaler.state_dict() if scaler else None)
+        return folder
 
-    with open(metrics_path, "a") as metrics_file, StopSignals() as stop, closing(bar):
+    log = open(metrics_path if main else os.devnull, "a")
+    with log as metrics_file, StopSignals() as stop, closing(bar):
         for step in range(start_step, config.steps):
             lr = learning_rate(step, config, schedule_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            loss_total, step_metrics = 0.0, {}
+            loss_total = torch.zeros((), dtype=torch.float64, device=device)
+            step_metrics: dict[str, Any] = {}
             batches = [task.make_batch(step * config.grad_accum + micro,
                                        step_generator(config.seed, step, micro))
                        for micro in range(config.grad_accum)]
-            totals = step_totals(task, batches)
+            totals = step_totals(task, batches, processes.count)
             for micro, batch in enumerate(batches):
-                tokens_seen += count_tokens(batch)
-                batch = {key: value.to(device, non_blocking=True) for key, value in batch.items()}
-                torch.manual_seed(step_seed(config.seed + 1, step, micro))  # dropout
-                with autocast(device, dtype):
-                    if totals is None:
-                        loss, metrics = task.loss(model, batch)
-                        scaled = loss / config.grad_accum
-                    else:  # the task weighs each term by its share of the step
-                        loss, metrics = task.loss(model, batch, totals)
-                        scaled = loss
-                (scaler.scale(scaled) if scaler else scaled).backward()
-                loss_total += loss.item() / config.grad_accum if totals is None else loss.item()
+                tokens_seen += count_tokens(batch)  # the whole global batch, on every process
+                batch = processes.share_of(task, batch)
+                batch = {key: (value.pin_memory() if pin else value).to(device, non_blocking=True)
+                         for key, value in batch.items()}
+                torch.manual_seed(step_seed(config.seed + 1, step, micro,
+                                            processes.rank))  # dropout
+                last_micro = micro == config.grad_accum - 1
+                with processes.sync_gradients(distributed, last_micro):
+                    with autocast(device, dtype):
+                        loss, metrics = step_loss(batch, totals)
+                        if totals is None:  # the task's mean; slices and micro-batches equal
+                            scaled = loss / config.grad_accum
+                        else:  # the task weighs each term by its share of the step
+                            scaled = loss * processes.count if processes.count > 1 else loss
+                    (scaler.scale(scaled) if scaler else scaled).backward()
+                # this process's share of the step's loss: summed over processes, the loss
+                parts = config.grad_accum * processes.count if totals is None else 1
+                loss_total += loss.detach().double() / parts
                 for key, value in metrics.items():
+                    value = value.detach().double() if isinstance(value, Tensor) else value
                     step_metrics[key] = step_metrics.get(key, 0.0) + value / config.grad_accum
             if scaler:
                 scaler.unscale_(optimizer)
@@ -713,31 +914,41 @@ def train(task: Task, config: TrainConfig, out_dir: Path | str, *, resume: bool 
             optimizer.zero_grad(set_to_none=True)
 
             done = step + 1
-            elapsed = time.perf_counter() - started
-            if done % config.log_every == 0 or done == config.steps:
-                row = {"step": done, "loss": loss_total, "lr": lr, "grad_norm": float(grad_norm),
-                       "tokens_per_s": tokens_seen / max(elapsed, 1e-9), **step_metrics}
+            if done % config.log_every == 0 or done == config.steps:  # the one host sync
+                loss_value, *values = processes.sum([loss_total, *step_metrics.values()])
+                averaged = {key: value / processes.count
+                            for key, value in zip(step_metrics, values)}
+                elapsed = time.perf_counter() - started
+                row = {"step": done, "loss": loss_value, "lr": lr, "grad_norm": float(grad_norm),
+                       "tokens_per_s": tokens_seen / max(elapsed, 1e-9), **averaged}
                 metrics_file.write(json.dumps(row) + "\n")
                 metrics_file.flush()
-                bar.set_postfix(loss=f"{loss_total:.3f}", tok_s=f"{row['tokens_per_s']:.0f}")
-            if done % config.eval_every == 0 or done == config.steps:
+                bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{row['tokens_per_s']:.0f}")
+            if (done % config.eval_every == 0 or done == config.steps) and main:
                 last_eval = run_evaluation(task, model, device, dtype)
                 metrics_file.write(json.dumps({"step": done, **last_eval}) + "\n")
                 metrics_file.flush()
-            if done % config.checkpoint_every == 0 or done == config.steps:
+            checkpointed = done % config.checkpoint_every == 0 or done == config.steps
+            if checkpointed:
                 metrics_file.flush()
                 checkpoint(done)
             bar.update(1)
-            if stop.received is not None and done < config.steps:
+            received = processes.agree(stop.received)  # every process stops at the same step
+            if received is not None and done < config.steps:
                 metrics_file.flush()
-                raise TrainingStopped(stop.received, done, checkpoint(done), task.paper)
+                folder = checkpoint(done)
+                processes.barrier()  # rank 0 has written it: now every process may end
+                raise TrainingStopped(received, done, folder, task.paper)
 
+    if not main:
+        return {"paper": task.paper, "steps": config.steps, "rank": processes.rank}
     if not last_eval:  # resumed a finished run: nothing trained, evaluate the weights we have
         last_eval = run_evaluation(task, model, device, dtype)
     write_atomic(out_dir / "model.safetensors", lambda tmp: save_model(model, str(tmp)))
     summary = {"paper": task.paper, "steps": config.steps, "device": str(device),
-               "precision": str(dtype),
-               "train_loss": last_train_loss(metrics_path), **last_eval}
+               "precision": str(dtype), "train_loss": last_train_loss(metrics_path), **last_eval}
+    if processes.count > 1:
+        summary["processes"] = processes.count
     write_json(out_dir / "summary.json", summary)
     return summary
 
