@@ -108,6 +108,17 @@ def apply_settings(config: Any, assignments: Sequence[str]) -> Any:
     return config
 
 
+def process_counts(text: str) -> list[int]:
+    """An argparse type: process counts such as `1,2`."""
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: write counts such as 1,2") from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: every count must be at least 1")
+    return counts
+
+
 def whole_number(lowest: int):
     """An argparse type: a whole number of at least `lowest`."""
     def parse(text: str) -> int:
@@ -192,7 +203,12 @@ def build_parser() -> Parser:
                        help="interleaved rounds of both models")
     bench.add_argument("--device", default="auto")
     bench.add_argument("--threads", type=whole_number(0), default=0,
-                       help="CPU threads (0: torch's default)")
+                       help="CPU threads (0: torch's default; with --processes: 1 per process)")
+    bench.add_argument("--processes", type=process_counts,
+                       help="instead of the Hugging Face comparison: the training step on each "
+                            "of these numbers of processes (DDP), e.g. 1,2")
+    bench.add_argument("--peak-tflops", type=float,
+                       help="the device's peak, for MFU where it is not known (CPUs)")
     parser.subcommands = dict(commands.choices)  # an unknown option is reported by its command
     return parser
 
@@ -312,6 +328,15 @@ def command_bench(parser: Parser, args: argparse.Namespace) -> int:
     from labnotes.bench import describe, run_benchmark
 
     pick_paper(parser, args.paper)
+    if args.processes:
+        from labnotes.bench import describe_scaling, run_scaling
+
+        result = run_scaling(args.paper, processes=args.processes, steps=args.steps,
+                             rounds=args.rounds, device=args.device,
+                             threads=args.threads or 1, peak_tflops=args.peak_tflops)
+        print(json.dumps(result, indent=2))
+        print(describe_scaling(result), file=sys.stderr)
+        return 0
     result = run_benchmark(args.paper, steps=args.steps, rounds=args.rounds, device=args.device,
                            threads=args.threads)
     print(json.dumps(result, indent=2))  # stdout: for scripts

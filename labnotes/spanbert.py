@@ -624,14 +624,14 @@ class SpanBERTTask:
         out = model.span_losses(batch["input_ids"], batch["labels"], batch["padding_mask"],
                                 batch["spans"])
         targets = batch["labels"][batch["labels"] != IGNORE]
-        metrics = {"mlm_loss": out.mlm_loss.item(),
-                   "accuracy": (out.mlm_logits.argmax(-1) == targets).float().mean().item()}
+        metrics = {"mlm_loss": out.mlm_loss.detach(),
+                   "accuracy": (out.mlm_logits.argmax(-1) == targets).float().mean()}
         mlm_loss = share_of_step(out.mlm_loss, "mlm", len(targets), totals)
         if out.sbo_loss is None:
             return mlm_loss, metrics
         sbo_correct = out.sbo_logits.argmax(-1) == out.sbo_targets.labels
-        metrics["sbo_loss"] = out.sbo_loss.item()
-        metrics["sbo_accuracy"] = sbo_correct.float().mean().item()
+        metrics["sbo_loss"] = out.sbo_loss.detach()
+        metrics["sbo_accuracy"] = sbo_correct.float().mean()
         sbo_loss = share_of_step(out.sbo_loss, "sbo", len(out.sbo_targets.labels), totals)
         return mlm_loss + sbo_loss, metrics
 

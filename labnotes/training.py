@@ -23,6 +23,11 @@ resume bit for bit.
 # | `loss(model, batch, totals=None)` | `(loss, metrics)` for one batch (`totals`: see gradient accumulation) |
 # | `evaluate(model, device)` | validation metrics, a dict of floats |
 # | `loss_counts(batch)` | optional: how many items each term of the loss averages over |
+# | `slice_batch(batch, start, stop)` | optional: rows `start:stop` of a batch (see several processes) |
+# | `skips_parameters` | optional: True if a step's loss may leave some parameters without a gradient |
+#
+# The metrics of `loss` may be floats or detached 0-d tensors; the loop reads them (a wait for
+# the GPU) only at the steps it logs.
 
 # %%
 from __future__ import annotations
@@ -116,7 +121,8 @@ class Task(Protocol):
     def settings(self) -> dict[str, Any]: ...
     def make_batch(self, step: int, generator: torch.Generator) -> dict[str, Tensor]: ...
     def loss(self, model: nn.Module, batch: dict[str, Tensor],
-             totals: dict[str, int] | None = None) -> tuple[Tensor, dict[str, float]]: ...
+             totals: dict[str, int] | None = None
+             ) -> tuple[Tensor, dict[str, float | Tensor]]: ...
     def evaluate(self, model: nn.Module, device: torch.device) -> dict[str, float]: ...
 
 

@@ -188,3 +188,19 @@ def test_killed_with_minus_9_under_torchrun_resumes_to_the_same_weights(corpus, 
     assert_close_weights(tmp_path / "whole" / "model.safetensors",
                          tmp_path / "on-one" / "model.safetensors", atol=1e-4)
     assert losses(tmp_path / "on-one") == pytest.approx(losses(tmp_path / "whole"), rel=RELATIVE)
+
+
+def test_bench_one_and_two_processes(capsys):
+    from labnotes.bench import describe_scaling, run_scaling
+
+    tiny = EncoderConfig(vocab_size=300, dim=16, layers=1, heads=2, ffn_dim=32, dropout=0.0)
+    result = run_scaling("mlm", processes=[1, 2], steps=1, rounds=1, repeats=1, batch_size=8,
+                         seq_len=16, device="cpu", config=tiny)
+    assert set(result["processes"]) == {"1", "2"} and result["speedup"]["1"] == 1.0
+    assert all(figure["tokens_per_s"] > 0 and figure["mfu"] is None
+               for figure in result["processes"].values())
+    assert result["flops_per_step"] > 0
+    with_peak = {**result, "processes": {"2": {**result["processes"]["2"], "mfu": 0.5}}}
+    assert "MFU 50.0%" in describe_scaling(with_peak)
+    with pytest.raises(ValueError, match="does not split"):
+        run_scaling("mlm", processes=[3], batch_size=8, device="cpu", config=tiny)
