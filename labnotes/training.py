@@ -148,6 +148,17 @@ def task_settings(config: Any) -> dict[str, Any]:
 # zero — a **gradient scaler** multiplies the loss before `backward` and divides the gradients
 # after. On the CPU we stay in float32: it is exact and, at this size, not slower.
 #
+# Three more things keep a GPU busy. Matrix products that stay in float32 (all of them under
+# `--set precision=fp32`) may use **TF32** tensor cores, which round a product's inputs to 10
+# bits of mantissa and sum in float32 (`--set tf32=false` turns it off). Batches
+# are built on the CPU in **pinned** (page-locked) memory, so their copy to the GPU runs while
+# the GPU still works on the previous step. And the loop never waits for the GPU in the middle
+# of a step to read a number: the loss and the metrics stay tensors on the device and are read
+# (`.item()`, `float()`) only at the steps it logs. A few waits remain inside the models, where
+# a shape depends on the data (selecting the masked positions of a batch). `torch.compile`,
+# which fuses the step's small kernels, is opt-in (`--set compile=true`): its first steps
+# compile for a while, which pays off only on long runs on a GPU.
+#
 # One setting is for the CPU's memory, not its arithmetic: on Linux, `keep_freed_memory` asks
 # the C library to keep the memory each step frees for the next one, instead of handing it back
 # and faulting it in again (its docstring says how; the MLM page measures what it saves).
