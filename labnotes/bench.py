@@ -15,6 +15,7 @@ over several processes with DistributedDataParallel (see `run_scaling`).
 from __future__ import annotations
 
 import dataclasses
+import gc
 import statistics
 import sys
 import time
@@ -151,7 +152,7 @@ def scaling_worker(rank: int, count: int, port: int, options: dict[str, Any],
     from torch.nn.parallel import DistributedDataParallel
     from torch.utils.flop_counter import FlopCounterMode
 
-    from labnotes.training import autocast, pick_precision
+    from labnotes.training import autocast, optimizer_step, pick_precision
 
     torch.set_num_threads(options["threads"])
     target = pick_device(options["device"])
@@ -185,12 +186,7 @@ def scaling_worker(rank: int, count: int, port: int, options: dict[str, Any],
         with autocast(target, dtype):
             loss, _ = step_model(inputs, labels, padding)
         (scaler.scale(loss) if scaler else loss).backward()
-        if scaler:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        optimizer_step(optimizer, scaler)
 
     with FlopCounterMode(display=False) as counter:  # this process's share of one step
         with autocast(target, dtype):
@@ -211,7 +207,10 @@ def scaling_worker(rank: int, count: int, port: int, options: dict[str, Any],
         with open(result_path, "w") as handle:
             json.dump({"seconds": seconds, "flops_per_step": flops, "device": str(target),
                        "precision": str(dtype)}, handle)
-    if count > 1:
+    if count > 1:  # as the training page's Processes.leave: DDP first, then a barrier
+        del step, step_model
+        gc.collect()
+        dist.barrier()
         dist.destroy_process_group()
 
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import errno
+import gc
 import hashlib
 import json
 import math
@@ -779,7 +780,11 @@ class Processes:
             dist.barrier(group=self.control)
 
     def leave(self) -> None:
+        """Take down the process group this process set up, once every process is done.
+        (After an error it is left to the end of the process: another process may be gone.)"""
         if self.owns_group and dist.is_initialized():
+            gc.collect()  # DDP's last references to the group go while the group still works
+            dist.barrier(group=self.control)  # no collective on a Python tensor still pending
             dist.destroy_process_group()
 
 
@@ -820,9 +825,12 @@ def train(task: Task, config: TrainConfig, out_dir: Path | str, *, resume: bool 
     device = pick_device(config.device)
     processes = join_processes(device)
     try:
-        return train_process(task, config, out_dir, device, processes, resume, overwrite)
-    finally:
-        processes.leave()
+        summary = train_process(task, config, out_dir, device, processes, resume, overwrite)
+    except TrainingStopped:
+        processes.leave()  # every process stopped at the same step: a clean end
+        raise
+    processes.leave()
+    return summary
 
 
 def train_process(task: Task, config: TrainConfig, out_dir: Path, device: torch.device,
@@ -923,12 +931,7 @@ def train_process(task: Task, config: TrainConfig, out_dir: Path, device: torch.
             if scaler:
                 scaler.unscale_(optimizer)
             grad_norm = nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            if scaler:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            optimizer_step(optimizer, scaler)
 
             done = step + 1
             if done % config.log_every == 0 or done == config.steps:  # the one host sync
@@ -968,6 +971,17 @@ def train_process(task: Task, config: TrainConfig, out_dir: Path, device: torch.
         summary["processes"] = processes.count
     write_json(out_dir / "summary.json", summary)
     return summary
+
+
+def optimizer_step(optimizer: torch.optim.Optimizer,
+                   scaler: torch.amp.GradScaler | None) -> None:
+    """The optimiser's step (through the gradient scaler under float16), then no gradients."""
+    if scaler:
+        scaler.step(optimizer)  # skipped if a gradient overflowed
+        scaler.update()
+    else:
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
 
 
 def count_tokens(batch: dict[str, Tensor]) -> int:
