@@ -884,6 +884,7 @@ def train_process(task: Task, config: TrainConfig, out_dir: Path, device: torch.
                desc=f"train {task.paper}", dynamic_ncols=True)
     started, tokens_seen, last_eval = time.perf_counter(), 0, {}
     pin = device.type == "cuda"  # page-locked host memory: the copy to the GPU runs async
+    wide = torch.float32 if device.type == "mps" else torch.float64  # sums (MPS has no float64)
 
     def checkpoint(done: int) -> Path:
         folder = out_dir / "checkpoints" / f"step-{done:07d}"
@@ -900,7 +901,7 @@ def train_process(task: Task, config: TrainConfig, out_dir: Path, device: torch.
             lr = learning_rate(step, config, schedule_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            loss_total = torch.zeros((), dtype=torch.float64, device=device)
+            loss_total = torch.zeros((), dtype=wide, device=device)
             step_metrics: dict[str, Any] = {}
             batches = [task.make_batch(step * config.grad_accum + micro,
                                        step_generator(config.seed, step, micro))
@@ -924,9 +925,9 @@ def train_process(task: Task, config: TrainConfig, out_dir: Path, device: torch.
                     (scaler.scale(scaled) if scaler else scaled).backward()
                 # this process's share of the step's loss: summed over processes, the loss
                 parts = config.grad_accum * processes.count if totals is None else 1
-                loss_total += loss.detach().double() / parts
+                loss_total += loss.detach().to(wide) / parts
                 for key, value in metrics.items():
-                    value = value.detach().double() if isinstance(value, Tensor) else value
+                    value = value.detach().to(wide) if isinstance(value, Tensor) else value
                     step_metrics[key] = step_metrics.get(key, 0.0) + value / config.grad_accum
             if scaler:
                 scaler.unscale_(optimizer)
@@ -948,8 +949,7 @@ def train_process(task: Task, config: TrainConfig, out_dir: Path, device: torch.
                 last_eval = run_evaluation(task, model, device, dtype)
                 metrics_file.write(json.dumps({"step": done, **last_eval}) + "\n")
                 metrics_file.flush()
-            checkpointed = done % config.checkpoint_every == 0 or done == config.steps
-            if checkpointed:
+            if done % config.checkpoint_every == 0 or done == config.steps:
                 metrics_file.flush()
                 checkpoint(done)
             bar.update(1)
