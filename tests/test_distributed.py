@@ -204,3 +204,12 @@ def test_bench_one_and_two_processes(capsys):
     assert "MFU 50.0%" in describe_scaling(with_peak)
     with pytest.raises(ValueError, match="does not split"):
         run_scaling("mlm", processes=[3], batch_size=8, device="cpu", config=tiny)
+
+
+@pytest.mark.parametrize("counts", ["0", "1,x", "2,0"])
+def test_bench_refuses_bad_process_counts(counts, capsys):
+    from labnotes.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "mlm", "--processes", counts])
+    assert exit_info.value.code == 2 and "--processes" in capsys.readouterr().err
