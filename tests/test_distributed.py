@@ -213,3 +213,39 @@ def test_bench_refuses_bad_process_counts(counts, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["bench", "mlm", "--processes", counts])
     assert exit_info.value.code == 2 and "--processes" in capsys.readouterr().err
+
+
+def toy_process(rank: int, port: int, out: Path, resume: bool, signal_rank: int | None) -> None:
+    """One of two processes training the toy task; `signal_rank` sends itself SIGTERM."""
+    from labnotes.training import TrainingStopped
+    from tests.test_interruption import SignalledTask
+    from tests.test_training import ToyTask, config
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE="2", LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    task = SignalledTask(signal_at=13) if rank == signal_rank else ToyTask()
+    try:
+        train(task, config(steps=16), out, resume=resume)
+    except TrainingStopped as stopped:
+        os._exit(stopped.exit_code)
+
+
+def run_toy(out: Path, resume: bool = False, signal_rank: int | None = None) -> list[int]:
+    context, port = multiprocessing.get_context("fork"), free_port()
+    workers = [context.Process(target=toy_process, args=(rank, port, out, resume, signal_rank))
+               for rank in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+    return [worker.exitcode for worker in workers]
+
+
+def test_sigterm_to_one_process_stops_both_at_the_same_step(tmp_path):
+    assert run_toy(tmp_path / "whole") == [0, 0]
+    assert run_toy(tmp_path / "stopped", signal_rank=1) == [143, 143]  # only rank 1 was told
+    assert latest_checkpoint(tmp_path / "stopped").name == "step-0000014"
+    assert run_toy(tmp_path / "stopped", resume=True) == [0, 0]
+    assert_close_weights(tmp_path / "whole" / "model.safetensors",
+                         tmp_path / "stopped" / "model.safetensors", exact=True)
