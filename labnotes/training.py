@@ -680,8 +680,9 @@ class StopSignals:
 # SpanBERT, XLNet and BART, checked once over 6 steps, agreed to $3 \times 10^{-7}$). A
 # checkpoint holds nothing particular to a process, so a run **resumes with another number of
 # processes** whenever the batch still splits evenly; it then continues the same run up to that
-# rounding (and dropout's draws). Several machines work the same way through torchrun's rendezvous options
-# (`--nnodes 2 --rdzv-backend c10d --rdzv-endpoint HOST:29500`), with the folder on shared storage.
+# rounding (and dropout's draws). Several machines work the same way through torchrun's
+# rendezvous options (`--nnodes 2 --rdzv-backend c10d --rdzv-endpoint HOST:29500`), with the run
+# folder on storage they share.
 #
 # **Parameters a step does not use.** DDP waits, in `backward`, for a gradient of every
 # parameter; one that the step does not reach would leave it waiting, and DDP stops with an
