@@ -23,8 +23,8 @@ resume bit for bit.
 # | `loss(model, batch, totals=None)` | `(loss, metrics)` for one batch (`totals`: see gradient accumulation) |
 # | `evaluate(model, device)` | validation metrics, a dict of floats |
 # | `loss_counts(batch)` | optional: how many items each term of the loss averages over |
-# | `slice_batch(batch, start, stop)` | optional: rows `start:stop` of a batch (see several processes) |
-# | `skips_parameters` | optional: True if a step's loss may leave some parameters without a gradient |
+# | `slice_batch(batch, start, stop)` | optional: rows `start:stop` of a batch (several processes) |
+# | `skips_parameters` | optional: True if a loss may leave some parameters without a gradient |
 #
 # The metrics of `loss` may be floats or detached 0-d tensors; the loop reads them (a wait for
 # the GPU) only at the steps it logs.
