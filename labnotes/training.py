@@ -25,6 +25,7 @@ resume bit for bit.
 # | `loss_counts(batch)` | optional: how many items each term of the loss averages over |
 # | `slice_batch(batch, start, stop)` | optional: rows `start:stop` of a batch (several processes) |
 # | `skips_parameters` | optional: True if a loss may leave some parameters without a gradient |
+# | `rows_interact` | optional: True if the loss compares rows (in-batch negatives): one process |
 #
 # The metrics of `loss` may be floats or detached 0-d tensors; the loop reads them (a wait for
 # the GPU) only at the steps it logs.
@@ -670,7 +671,11 @@ class StopSignals:
 # count itself because it holds the whole batch. Summed over processes that is the step's loss,
 # so each process multiplies its share by $N$ to undo DDP's average. A task whose batch holds
 # something other than one row per example (SpanBERT's spans, which name their row) slices it
-# with its own `slice_batch(batch, start, stop)`.
+# with its own `slice_batch(batch, start, stop)`. A loss that compares the rows of a batch with
+# each other (a contrastive loss with in-batch negatives) is not a sum over rows at all: each
+# process would see fewer negatives and train another objective. Such a task says
+# `rows_interact = True` and is refused on several processes (gathering every process's rows
+# before the loss would be the way to support it).
 #
 # Only rank 0 logs, evaluates and writes files; the logged loss and metrics are summed over the
 # processes at log steps only. Dropout draws its masks per process (seeded by step *and* rank),
@@ -839,6 +844,10 @@ def train_process(task: Task, config: TrainConfig, out_dir: Path, device: torch.
                   processes: Processes, resume: bool, overwrite: bool) -> dict[str, Any]:
     if processes.count > 1:
         device = processes.device_of(device)
+        if getattr(task, "rows_interact", False):
+            raise ValueError(f"{task.paper}: its loss compares each example with the other rows "
+                             "of the batch (in-batch negatives); split across processes, each "
+                             "would see only its own rows. Train it in one process")
         if config.batch_size % processes.count:
             raise ValueError(f"batch_size {config.batch_size} does not split evenly across "
                              f"{processes.count} processes; choose a multiple of {processes.count}")

@@ -249,3 +249,27 @@ def test_sigterm_to_one_process_stops_both_at_the_same_step(tmp_path):
     assert run_toy(tmp_path / "stopped", resume=True) == [0, 0]
     assert_close_weights(tmp_path / "whole" / "model.safetensors",
                          tmp_path / "stopped" / "model.safetensors", exact=True)
+
+
+def test_a_loss_that_compares_rows_is_refused_on_two_processes(tmp_path):
+    from tests.test_training import ToyTask, config
+
+    class Contrastive(ToyTask):
+        rows_interact = True
+
+    def attempt(rank: int, port: int) -> None:
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                          WORLD_SIZE="2", LOCAL_RANK=str(rank))
+        try:
+            train(Contrastive(), config(), tmp_path)
+        except ValueError as error:
+            assert "in-batch negatives" in str(error)
+            os._exit(3)
+
+    context, port = multiprocessing.get_context("fork"), free_port()
+    workers = [context.Process(target=attempt, args=(rank, port)) for rank in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    assert [worker.exitcode for worker in workers] == [3, 3]
