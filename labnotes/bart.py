@@ -395,7 +395,7 @@ class BARTTask:
              totals: dict[str, int] | None = None) -> tuple[Tensor, dict[str, float]]:
         loss, logits, answers = seq2seq_loss(model, batch["input_ids"], batch["labels"])
         loss = share_of_step(loss, "dae", len(answers), totals)
-        accuracy = (logits.detach().argmax(-1) == answers).float().mean().item()
+        accuracy = (logits.detach().argmax(-1) == answers).float().mean()
         return loss, {"accuracy": accuracy}
 
     def evaluate(self, model: nn.Module, device: torch.device) -> dict[str, float]:

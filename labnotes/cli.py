@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import types
 import typing
@@ -14,7 +15,7 @@ from typing import Any, NoReturn
 
 import labnotes
 from labnotes.registry import PAPERS, Paper, load_run
-from labnotes.training import CheckpointError, check_out_dir
+from labnotes.training import CheckpointError, TrainingStopped, check_out_dir
 
 EXIT_USAGE = 2
 EXIT_ERROR = 1
@@ -107,6 +108,17 @@ def apply_settings(config: Any, assignments: Sequence[str]) -> Any:
     return config
 
 
+def process_counts(text: str) -> list[int]:
+    """An argparse type: process counts such as `1,2`."""
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: write counts such as 1,2") from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: every count must be at least 1")
+    return counts
+
+
 def whole_number(lowest: int):
     """An argparse type: a whole number of at least `lowest`."""
     def parse(text: str) -> int:
@@ -191,7 +203,12 @@ def build_parser() -> Parser:
                        help="interleaved rounds of both models")
     bench.add_argument("--device", default="auto")
     bench.add_argument("--threads", type=whole_number(0), default=0,
-                       help="CPU threads (0: torch's default)")
+                       help="CPU threads (0: torch's default; with --processes: 1 per process)")
+    bench.add_argument("--processes", type=process_counts,
+                       help="instead of the Hugging Face comparison: the training step on each "
+                            "of these numbers of processes (DDP), e.g. 1,2")
+    bench.add_argument("--peak-tflops", type=float,
+                       help="the device's peak, for MFU where it is not known (CPUs)")
     parser.subcommands = dict(commands.choices)  # an unknown option is reported by its command
     return parser
 
@@ -227,6 +244,11 @@ def configure(paper: Paper, args: argparse.Namespace) -> Any:
     return apply_settings(config, [*assignments, *args.set])
 
 
+def first_process() -> bool:
+    """True unless torchrun started this as one of several processes, other than rank 0."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def command_train(parser: Parser, args: argparse.Namespace) -> int:
     from labnotes.training import train
 
@@ -239,6 +261,8 @@ def command_train(parser: Parser, args: argparse.Namespace) -> int:
     check_out_dir(out, args.resume, args.overwrite)  # before the corpus and model are built
     task = paper.build_task(config)
     summary = train(task, config.train, out, resume=args.resume, overwrite=args.overwrite)
+    if not first_process():  # under torchrun: rank 0 reports for all
+        return 0
     print(json.dumps(summary, indent=2))
     print(f"wrote {out}/summary.json, {out}/metrics.jsonl, {out}/model.safetensors "
           f"and {out}/checkpoints/")
@@ -304,6 +328,15 @@ def command_bench(parser: Parser, args: argparse.Namespace) -> int:
     from labnotes.bench import describe, run_benchmark
 
     pick_paper(parser, args.paper)
+    if args.processes:
+        from labnotes.bench import describe_scaling, run_scaling
+
+        result = run_scaling(args.paper, processes=args.processes, steps=args.steps,
+                             rounds=args.rounds, device=args.device,
+                             threads=args.threads or 1, peak_tflops=args.peak_tflops)
+        print(json.dumps(result, indent=2))
+        print(describe_scaling(result), file=sys.stderr)
+        return 0
     result = run_benchmark(args.paper, steps=args.steps, rounds=args.rounds, device=args.device,
                            threads=args.threads)
     print(json.dumps(result, indent=2))  # stdout: for scripts
@@ -326,6 +359,10 @@ def main(argv: list[str] | None = None) -> int:
         handler = {"train": command_train, "experiment": command_experiment, "eval": command_eval,
                    "generate": command_generate, "bench": command_bench}[args.command]
         return handler(parser, args)
+    except TrainingStopped as stopped:  # SIGTERM or Ctrl-C: checkpoint written; 143 or 130
+        if first_process():
+            print(f"labnotes: {stopped}", file=sys.stderr)
+        return stopped.exit_code
     except SettingError as error:
         print(f"labnotes: error: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -442,7 +442,7 @@ class ElectraTask:
                            + out["main_weight"] * share_of_step(out["main_loss"], "main",
                                                                 out["main_count"], totals))
         counts = detection_counts(out)
-        metrics = {"mlm_loss": out["mlm_loss"].item(), "main_loss": out["main_loss"].item(),
+        metrics = {"mlm_loss": out["mlm_loss"].detach(), "main_loss": out["main_loss"].detach(),
                    "replaced_fraction": counts["replaced"] / max(counts["real"], 1)}
         if "disc_logits" in out:
             metrics["disc_accuracy"] = counts["correct"] / max(counts["real"], 1)

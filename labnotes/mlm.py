@@ -338,7 +338,7 @@ class MLMTask:
         loss, logits = model(batch["input_ids"], batch["labels"], batch["padding_mask"])
         targets = batch["labels"][batch["labels"] != IGNORE]
         loss = share_of_step(loss, "mlm", len(targets), totals)  # gradient accumulation
-        return loss, {"accuracy": top1_correct(logits, targets).float().mean().item()}
+        return loss, {"accuracy": top1_correct(logits, targets).float().mean().detach()}
 
     def evaluate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
         padding_mask = self.valid["input_ids"] != PAD_ID

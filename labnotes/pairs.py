@@ -445,14 +445,14 @@ def pair_losses(model: SentencePairModel, batch: dict[str, Tensor], use_mlm: boo
         mlm_loss = F.cross_entropy(logits.float(), batch["labels"][selected])
         total = total + share_of_step(mlm_loss, "mlm", len(logits), totals)
         hits = logits.argmax(-1) == batch["labels"][selected]
-        metrics |= {"mlm_loss": mlm_loss.item(), "mlm_accuracy": hits.float().mean().item()}
+        metrics |= {"mlm_loss": mlm_loss.detach(), "mlm_accuracy": hits.float().mean()}
     if use_sentence:
         sentence_logits = model.sentence_logits(hidden).float()  # [B, 2]
         sentence_loss = F.cross_entropy(sentence_logits, batch["sentence_labels"])
         total = total + share_of_step(sentence_loss, "sentence", len(sentence_logits), totals)
         hits = sentence_logits.argmax(-1) == batch["sentence_labels"]
-        metrics |= {"sentence_loss": sentence_loss.item(),
-                    "sentence_accuracy": hits.float().mean().item()}
+        metrics |= {"sentence_loss": sentence_loss.detach(),
+                    "sentence_accuracy": hits.float().mean()}
     return total, metrics
 
 

@@ -599,6 +599,17 @@ class SpanBERTTask:
         return {"input_ids": inputs, "labels": labels,
                 "padding_mask": self.train_blocks.input_ids[rows] != PAD_ID, "spans": spans}
 
+    # several processes (the training page): a slice with no span leaves the boundary head idle
+    skips_parameters = True
+
+    def slice_batch(self, batch: dict[str, Tensor], start: int, stop: int) -> dict[str, Tensor]:
+        """Rows `start:stop` of a batch (one process's share, on the training page); a span
+        names its row, so spans are kept by row and their rows renumbered from 0."""
+        spans = batch["spans"]
+        kept = spans[(spans[:, 0] >= start) & (spans[:, 0] < stop)]
+        rows = {key: batch[key][start:stop] for key in ("input_ids", "labels", "padding_mask")}
+        return {**rows, "spans": kept - torch.tensor([start, 0, 0])}
+
     def loss_counts(self, batch: dict[str, Tensor]) -> dict[str, int]:
         """What each term averages over: hidden tokens, and boundary targets."""
         counts = {"mlm": int((batch["labels"] != IGNORE).sum())}
@@ -613,14 +624,14 @@ class SpanBERTTask:
         out = model.span_losses(batch["input_ids"], batch["labels"], batch["padding_mask"],
                                 batch["spans"])
         targets = batch["labels"][batch["labels"] != IGNORE]
-        metrics = {"mlm_loss": out.mlm_loss.item(),
-                   "accuracy": (out.mlm_logits.argmax(-1) == targets).float().mean().item()}
+        metrics = {"mlm_loss": out.mlm_loss.detach(),
+                   "accuracy": (out.mlm_logits.argmax(-1) == targets).float().mean()}
         mlm_loss = share_of_step(out.mlm_loss, "mlm", len(targets), totals)
         if out.sbo_loss is None:
             return mlm_loss, metrics
         sbo_correct = out.sbo_logits.argmax(-1) == out.sbo_targets.labels
-        metrics["sbo_loss"] = out.sbo_loss.item()
-        metrics["sbo_accuracy"] = sbo_correct.float().mean().item()
+        metrics["sbo_loss"] = out.sbo_loss.detach()
+        metrics["sbo_accuracy"] = sbo_correct.float().mean()
         sbo_loss = share_of_step(out.sbo_loss, "sbo", len(out.sbo_targets.labels), totals)
         return mlm_loss + sbo_loss, metrics
 

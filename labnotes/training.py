@@ -23,12 +23,20 @@ resume bit for bit.
 # | `loss(model, batch, totals=None)` | `(loss, metrics)` for one batch (`totals`: see gradient accumulation) |
 # | `evaluate(model, device)` | validation metrics, a dict of floats |
 # | `loss_counts(batch)` | optional: how many items each term of the loss averages over |
+# | `slice_batch(batch, start, stop)` | optional: rows `start:stop` of a batch (several processes) |
+# | `skips_parameters` | optional: True if a loss may leave some parameters without a gradient |
+# | `rows_interact` | optional: True if the loss compares rows (in-batch negatives): one process |
+#
+# The metrics of `loss` may be floats or detached 0-d tensors; the loop reads them (a wait for
+# the GPU) only at the steps it logs.
 
 # %%
 from __future__ import annotations
 
 import ctypes
 import dataclasses
+import errno
+import gc
 import hashlib
 import json
 import math
@@ -36,19 +44,23 @@ import os
 import platform
 import re
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import closing, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+import torch.distributed as dist
 from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 # %% [markdown]
@@ -80,6 +92,8 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:1 | mps
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
     progress: bool = True
+    compile: bool = False  # torch.compile the loss step (GPU: faster after a slow first step)
+    tf32: bool = True  # CUDA: float32 matrix products on TensorFloat-32 tensor cores
 
     def __post_init__(self) -> None:
         counts = ("steps", "batch_size", "grad_accum", "log_every", "eval_every",
@@ -99,7 +113,7 @@ class TrainConfig:
 
 # Settings that may change between a run and its resumption (see "What may change on resume").
 RESUMABLE_CHANGES = {"steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints",
-                     "device", "progress"}
+                     "device", "progress", "compile", "tf32"}
 
 
 class Task(Protocol):
@@ -109,7 +123,8 @@ class Task(Protocol):
     def settings(self) -> dict[str, Any]: ...
     def make_batch(self, step: int, generator: torch.Generator) -> dict[str, Tensor]: ...
     def loss(self, model: nn.Module, batch: dict[str, Tensor],
-             totals: dict[str, int] | None = None) -> tuple[Tensor, dict[str, float]]: ...
+             totals: dict[str, int] | None = None
+             ) -> tuple[Tensor, dict[str, float | Tensor]]: ...
     def evaluate(self, model: nn.Module, device: torch.device) -> dict[str, float]: ...
 
 
@@ -134,6 +149,17 @@ def task_settings(config: Any) -> dict[str, Any]:
 # exponent range and needs nothing else; float16 does not, so small gradients would round to
 # zero — a **gradient scaler** multiplies the loss before `backward` and divides the gradients
 # after. On the CPU we stay in float32: it is exact and, at this size, not slower.
+#
+# Three more things keep a GPU busy. Matrix products that stay in float32 (all of them under
+# `--set precision=fp32`) may use **TF32** tensor cores, which round a product's inputs to 10
+# bits of mantissa and sum in float32 (`--set tf32=false` turns it off). Batches
+# are built on the CPU in **pinned** (page-locked) memory, so their copy to the GPU runs while
+# the GPU still works on the previous step. And the loop never waits for the GPU in the middle
+# of a step to read a number: the loss and the metrics stay tensors on the device and are read
+# (`.item()`, `float()`) only at the steps it logs. A few waits remain inside the models, where
+# a shape depends on the data (selecting the masked positions of a batch). `torch.compile`,
+# which fuses the step's small kernels, is opt-in (`--set compile=true`): its first steps
+# compile for a while, which pays off only on long runs on a GPU.
 #
 # One setting is for the CPU's memory, not its arithmetic: on Linux, `keep_freed_memory` asks
 # the C library to keep the memory each step frees for the next one, instead of handing it back
@@ -172,6 +198,14 @@ def autocast(device: torch.device, dtype: torch.dtype):
     if dtype == torch.float32:
         return nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def use_fast_math(device: torch.device, config: TrainConfig) -> None:
+    """On CUDA, let float32 matrix products use TF32 tensor cores (10 bits of mantissa for
+    the inputs, float32 sums) unless `tf32` is off. Elsewhere it changes nothing."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = config.tf32
+        torch.backends.cudnn.allow_tf32 = config.tf32
 
 
 def keep_freed_memory() -> bool:
@@ -250,8 +284,9 @@ def learning_rate(step: int, config: TrainConfig, schedule_steps: int | None = N
 # that, plus saving the optimiser's state exactly, is what makes `--resume` bit-exact.
 
 # %%
-def step_seed(seed: int, step: int, micro: int = 0) -> int:
-    digest = hashlib.sha256(f"{seed}/{step}/{micro}".encode()).digest()
+def step_seed(seed: int, step: int, micro: int = 0, rank: int = 0) -> int:
+    key = f"{seed}/{step}/{micro}" + (f"/{rank}" if rank else "")  # rank: see "Several processes"
+    digest = hashlib.sha256(key.encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
@@ -265,7 +300,10 @@ def step_generator(seed: int, step: int, micro: int = 0) -> torch.Generator:
 # A file is written to a temporary name in the same folder, flushed to disk, and then renamed
 # over its final name. A rename within one file system is atomic: a reader (or a resumed run)
 # sees the old file or the new one, never a torn one. Checkpoints are folders, written whole
-# under a temporary name and renamed into place the same way.
+# under a temporary name and renamed into place the same way. The folder that holds a rename is
+# flushed too (`fsync_folder`), so that after a power cut the rename is either there or not.
+# A process killed mid-write leaves only a temporary (`.NAME.xxxx.tmp`), which nothing reads
+# and the next run that resumes removes.
 
 # %%
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
@@ -276,12 +314,43 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     try:
         write(Path(temporary))
         follow_umask(Path(temporary))  # mkstemp makes files private (0600)
-        with open(temporary, "rb") as written:
-            os.fsync(written.fileno())
+        fsync_file(Path(temporary))
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+    fsync_folder(path.parent)
+
+
+def fsync_file(path: Path) -> None:
+    with open(path, "rb") as written:
+        os.fsync(written.fileno())
+
+
+def fsync_folder(path: Path) -> None:
+    """Make the names in a folder durable (a rename, a new file). POSIX only: where a folder
+    cannot be opened (Windows) this does nothing."""
+    try:
+        handle = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass
+    finally:
+        os.close(handle)
+
+
+def remove_stale_temporaries(out_dir: Path) -> None:
+    """Delete what a killed write left in a run folder: the temporaries of a run's own files
+    (`.config.json.xxxx.tmp`, ...) and of its checkpoints; nothing else in the folder."""
+    patterns = [(Path(out_dir), f".{name}.*.tmp") for name in RUN_FILES]
+    patterns += [(Path(out_dir) / "checkpoints", pattern) for pattern in (".latest.*.tmp",
+                                                                          ".step-*.tmp")]
+    for parent, pattern in patterns:
+        for stale in parent.glob(pattern) if parent.is_dir() else []:
+            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink()
 
 
 def follow_umask(path: Path, mode: int = 0o666) -> None:
@@ -352,9 +421,9 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, Tenso
 
 def save_checkpoint(folder: Path, *, task: Task, model: nn.Module, optimizer: torch.optim.Optimizer,
                     config: TrainConfig, step: int, schedule_steps: int, precision: str,
-                    grad_scaler: dict[str, Any] | None) -> None:
+                    grad_scaler: dict[str, Any] | None, processes: int = 1) -> None:
     folder = Path(folder)
-    temporary = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    temporary = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
     follow_umask(temporary, 0o777)  # mkdtemp makes folders private (0700)
     try:
         save_model(model, str(temporary / "model.safetensors"))
@@ -370,15 +439,19 @@ def save_checkpoint(folder: Path, *, task: Task, model: nn.Module, optimizer: to
             "schedule_steps": schedule_steps,  # the horizon of the learning-rate schedule
             "precision": precision,  # as resolved: "auto" means another thing on another device
             "grad_scaler": grad_scaler,  # fp16 only: the loss scale and its growth tracker
+            "processes": processes,  # for the record: a run may resume with another number
             "sha256": {name: sha256_file(temporary / name)
                        for name in ("model.safetensors", "optimizer.safetensors")},
         }
         (temporary / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True))
         for written in temporary.iterdir():  # safetensors writes its files private (0600)
             follow_umask(written)
-        if folder.exists():
+            fsync_file(written)
+        fsync_folder(temporary)
+        if folder.exists():  # left by a run killed before it moved `latest` here; never latest
             shutil.rmtree(folder)
         os.replace(temporary, folder)
+        fsync_folder(folder.parent)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
@@ -504,22 +577,236 @@ def share_of_step(mean: Tensor, name: str, count: int | Tensor,
     (`totals`: the term's count over the step's micro-batches; None: one micro-batch)."""
     if totals is None:
         return mean
-    if totals[name] == 0:
-        return mean * 0.0  # no item of this term in the whole step
+    if totals[name] == 0 or float(count) == 0:  # no item of this term here: the mean is NaN
+        return mean.nan_to_num() * 0.0
     return mean * (float(count) / totals[name])
 
 
-def step_totals(task: Task, batches: list[dict[str, Tensor]]) -> dict[str, int] | None:
-    """Each loss term's count over a step's micro-batches; None when there is one micro-batch
-    or the task does not count."""
+def step_totals(task: Task, batches: list[dict[str, Tensor]],
+                processes: int = 1) -> dict[str, int] | None:
+    """Each loss term's count over a step's micro-batches (whole, before they are split among
+    `processes`); None when one process has one micro-batch or the task does not count."""
     counter = getattr(task, "loss_counts", None)
-    if len(batches) == 1 or counter is None:
+    if len(batches) * processes == 1 or counter is None:
         return None
     totals: dict[str, int] = {}
     for batch in batches:
         for name, count in counter(batch).items():
             totals[name] = totals.get(name, 0) + int(count)
     return totals
+
+
+# %% [markdown]
+# ## Stopping when asked
+#
+# Colab, spot instances and batch schedulers stop a program by sending it SIGTERM (and a person
+# at the terminal presses Ctrl-C, SIGINT). While it trains, the loop catches both: the signal
+# only raises a flag, the step under way finishes, a checkpoint of that step is written, and
+# the run ends with `TrainingStopped`, whose message says how to continue. The command line
+# then exits with 128 plus the signal's number, as a shell reports a process the signal ended:
+# **143 for SIGTERM, 130 for Ctrl-C**. `--resume` continues from that checkpoint and, as after
+# any checkpoint, ends with the same weights as a run never stopped. A second Ctrl-C does not
+# wait for the step: it interrupts at once, and the run resumes from its previous checkpoint.
+
+# %%
+class TrainingStopped(Exception):
+    """The run stopped on SIGTERM or SIGINT, after writing a checkpoint of its last step."""
+
+    def __init__(self, signal_number: int, step: int, checkpoint: Path, paper: str) -> None:
+        self.signal_number, self.step, self.checkpoint = signal_number, step, checkpoint
+        self.exit_code = 128 + signal_number
+        out_dir = checkpoint.parent.parent
+        super().__init__(f"stopped by {signal.Signals(signal_number).name} after step {step}; "
+                         f"checkpoint {checkpoint} written. Continue with the same command and "
+                         f"--resume (`labnotes train {paper} --out {out_dir} --resume` with "
+                         "the same settings; train(..., resume=True) in Python)")
+
+
+class StopSignals:
+    """While in use, SIGTERM and SIGINT set `received` instead of ending the program; a second
+    SIGINT raises KeyboardInterrupt. Signals reach only the main thread, so elsewhere (a
+    training thread) nothing is installed and the signals keep their usual effect."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for number in self.SIGNALS:
+                self.previous[number] = signal.getsignal(number)
+                signal.signal(number, self.handle)
+        return self
+
+    def __exit__(self, *exception: object) -> None:
+        for number, handler in self.previous.items():
+            signal.signal(number, signal.SIG_DFL if handler is None else handler)
+
+    def handle(self, number: int, frame: object) -> None:
+        if self.received is not None and number == signal.SIGINT:
+            raise KeyboardInterrupt  # asked twice: stop now, without a checkpoint
+        self.received = number
+
+
+# %% [markdown]
+# ## Several processes: DistributedDataParallel under torchrun
+#
+# One process per device (per CPU socket, or per GPU) is how PyTorch scales a loop past one
+# device: `torchrun --nproc_per_node N -m labnotes train mlm` starts N copies of this program
+# and tells each, through its environment (`RANK`, `WORLD_SIZE`, `LOCAL_RANK`, and where to meet),
+# who it is. Each copy builds the same model from the same seed, joins a process group (gloo on
+# the CPU, NCCL between GPUs), and wraps the model in **DistributedDataParallel** (DDP), which,
+# during `backward`, averages every gradient over the processes. After that every process holds
+# the same gradients, takes the same AdamW step, and keeps the same weights.
+#
+# What each process trains on must add up to exactly the batch one process would see. Here
+# every process builds the *whole* step's batch from `(seed, step)`, as a single process would,
+# and keeps its own slice of the rows: `batch_size` is the global batch, rank $r$ of $N$ keeps
+# rows $[rB/N, (r+1)B/N)$. Building the whole batch costs each process the (small) work of
+# masking $B$ rows; in return the data of a step never depends on how many processes train it.
+# The loss of a slice is weighed the way gradient accumulation weighs a micro-batch (below):
+# each term's mean over the slice times its share of the step's count, which every process can
+# count itself because it holds the whole batch. Summed over processes that is the step's loss,
+# so each process multiplies its share by $N$ to undo DDP's average. A task whose batch holds
+# something other than one row per example (SpanBERT's spans, which name their row) slices it
+# with its own `slice_batch(batch, start, stop)`. A loss that compares the rows of a batch with
+# each other (a contrastive loss with in-batch negatives) is not a sum over rows at all: each
+# process would see fewer negatives and train another objective. Such a task says
+# `rows_interact = True` and is refused on several processes (gathering every process's rows
+# before the loss would be the way to support it).
+#
+# Only rank 0 logs, evaluates and writes files; the logged loss and metrics are summed over the
+# processes at log steps only. Dropout draws its masks per process (seeded by step *and* rank),
+# so with dropout on, $N$ processes are a different draw of the same run, not the same numbers;
+# with dropout off they match one process to float rounding (the tests hold the loss curves of
+# 1 and 2 processes to a relative $10^{-5}$ over 20 steps for MLM and ELECTRA; NSP, SOP,
+# SpanBERT, XLNet and BART, checked once over 6 steps, agreed to $3 \times 10^{-7}$). A
+# checkpoint holds nothing particular to a process, so a run **resumes with another number of
+# processes** whenever the batch still splits evenly; it then continues the same run up to that
+# rounding (and dropout's draws). Several machines work the same way through torchrun's
+# rendezvous options (`--nnodes 2 --rdzv-backend c10d --rdzv-endpoint HOST:29500`), with the run
+# folder on storage they share.
+#
+# **Parameters a step does not use.** DDP waits, in `backward`, for a gradient of every
+# parameter; one that the step does not reach would leave it waiting, and DDP stops with an
+# error that says so. ELECTRA's two networks are one module with one summed loss (the generator's
+# and the discriminator's), so both get their gradients every step and one DDP wrapper averages
+# them together; the replaced tokens come from the `noise` drawn with the whole batch, so each row
+# is corrupted the same way however many processes there are. Every paper's loss reaches all its
+# parameters in every step (checked for each), except one case: SpanBERT's boundary head gets
+# no gradient from a slice that happens to hold no span. A task that can skip parameters says
+# so with `skips_parameters = True`, and only then is the model wrapped with
+# `find_unused_parameters=True`: after each forward DDP walks the graph and marks what it will
+# not reach, at the cost of that walk. A parameter no process used keeps no gradient, as it
+# would in one process, and AdamW leaves it alone.
+
+# %%
+class TaskLoss(nn.Module):
+    """The task's loss as a module, so that DDP sees each micro-batch's forward and backward."""
+
+    def __init__(self, task: Task, model: nn.Module) -> None:
+        super().__init__()
+        self.model, self.task = model, task
+
+    def forward(self, batch: dict[str, Tensor],
+                totals: dict[str, int] | None) -> tuple[Tensor, dict[str, Any]]:
+        if totals is None:
+            return self.task.loss(self.model, batch)
+        return self.task.loss(self.model, batch, totals)
+
+
+@dataclass
+class Processes:
+    """This process among those torchrun started: `rank` of `count`. Alone: rank 0 of 1, and
+    every method does nothing."""
+
+    rank: int = 0
+    count: int = 1
+    local_rank: int = 0
+    control: Any = None  # a gloo group: stop flags and logged numbers travel on the CPU
+    owns_group: bool = False
+
+    def device_of(self, device: torch.device) -> torch.device:
+        if device.type == "mps":
+            raise ValueError("several processes need CUDA or the CPU; MPS has no process group")
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", self.local_rank)  # one GPU per process
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        return device
+
+    def wrap(self, task: Task, model: nn.Module, device: torch.device) -> nn.Module:
+        module = TaskLoss(task, model)
+        if self.count == 1:
+            return module
+        ids = [device.index] if device.type == "cuda" else None
+        skips = getattr(task, "skips_parameters", False)  # see "Parameters a step does not use"
+        return DistributedDataParallel(module, device_ids=ids, find_unused_parameters=skips)
+
+    def share_of(self, task: Task, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """This process's rows of a step's (micro-)batch."""
+        if self.count == 1:
+            return batch
+        rows = len(batch["input_ids"])
+        start, stop = rows * self.rank // self.count, rows * (self.rank + 1) // self.count
+        slicer = getattr(task, "slice_batch", None)
+        if slicer is not None:
+            return slicer(batch, start, stop)
+        other = [key for key, value in batch.items() if value.dim() == 0 or len(value) != rows]
+        if other:
+            raise ValueError(f"{task.paper}: batch entries {other} are not one row per example; "
+                             "the task needs a slice_batch(batch, start, stop) to train on "
+                             "several processes")
+        return {key: value[start:stop] for key, value in batch.items()}
+
+    def sync_gradients(self, module: nn.Module, last_micro: bool):
+        """DDP averages once per step: micro-batches before the last only accumulate."""
+        if self.count == 1 or last_micro:
+            return nullcontext()
+        return module.no_sync()
+
+    def sum(self, values: list[Any]) -> list[float]:
+        """Numbers summed over the processes (the one host sync of a logged step)."""
+        numbers = torch.tensor([float(value) for value in values], dtype=torch.float64)
+        if self.count > 1:
+            dist.all_reduce(numbers, group=self.control)
+        return numbers.tolist()
+
+    def agree(self, received: int | None) -> int | None:
+        """A signal any process received, so that all stop after the same step."""
+        if self.count == 1:
+            return received
+        flag = torch.tensor([received or 0])
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self.control)
+        return int(flag) or None
+
+    def barrier(self) -> None:
+        if self.count > 1:
+            dist.barrier(group=self.control)
+
+    def leave(self) -> None:
+        """Take down the process group this process set up, once every process is done.
+        (After an error it is left to the end of the process: another process may be gone.)"""
+        if self.owns_group and dist.is_initialized():
+            gc.collect()  # DDP's last references to the group go while the group still works
+            dist.barrier(group=self.control)  # no collective on a Python tensor still pending
+            dist.destroy_process_group()
+
+
+def join_processes(device: torch.device) -> Processes:
+    """Join the process group torchrun set up in the environment (`WORLD_SIZE` > 1)."""
+    count = int(os.environ.get("WORLD_SIZE", "1"))
+    if count == 1:
+        return Processes()
+    owns = not dist.is_initialized()
+    if owns:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    control = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else None
+    return Processes(rank=dist.get_rank(), count=dist.get_world_size(),
+                     local_rank=int(os.environ.get("LOCAL_RANK", "0")), control=control,
+                     owns_group=owns)
 
 
 # %% [markdown]
@@ -540,17 +827,44 @@ def step_totals(task: Task, batches: list[dict[str, Tensor]]) -> dict[str, int] 
 def train(task: Task, config: TrainConfig, out_dir: Path | str, *, resume: bool = False,
           overwrite: bool = False) -> dict[str, Any]:
     """Train `task.model` into `out_dir`; `resume` continues the run there, `overwrite`
-    replaces it."""
+    replaces it. Under torchrun, every process calls this; rank 0 writes the files."""
     out_dir = Path(out_dir)
     device = pick_device(config.device)
+    processes = join_processes(device)
+    try:
+        summary = train_process(task, config, out_dir, device, processes, resume, overwrite)
+    except TrainingStopped:
+        processes.leave()  # every process stopped at the same step: a clean end
+        raise
+    processes.leave()
+    return summary
+
+
+def train_process(task: Task, config: TrainConfig, out_dir: Path, device: torch.device,
+                  processes: Processes, resume: bool, overwrite: bool) -> dict[str, Any]:
+    if processes.count > 1:
+        device = processes.device_of(device)
+        if getattr(task, "rows_interact", False):
+            raise ValueError(f"{task.paper}: its loss compares each example with the other rows "
+                             "of the batch (in-batch negatives); split across processes, each "
+                             "would see only its own rows. Train it in one process")
+        if config.batch_size % processes.count:
+            raise ValueError(f"batch_size {config.batch_size} does not split evenly across "
+                             f"{processes.count} processes; choose a multiple of {processes.count}")
     dtype = pick_precision(device, config.precision)
+    use_fast_math(device, config)
     keep_freed_memory()  # on Linux: recycle freed memory, so steps stop faulting pages back in
     model = task.model.to(device)
     optimizer = make_optimizer(model, config)
     scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
     metrics_path = out_dir / "metrics.jsonl"
+    main = processes.rank == 0
 
-    prepare_out_dir(out_dir, resume, overwrite)
+    check_out_dir(out_dir, resume, overwrite)  # every process, before any of them changes it
+    processes.barrier()
+    if main:
+        prepare_out_dir(out_dir, resume, overwrite)
+    processes.barrier()
     start_step, schedule_steps = 0, config.steps
     if resume and (checkpoint := latest_checkpoint(out_dir)) is not None:
         state = load_checkpoint(checkpoint, task=task, model=model, optimizer=optimizer,
@@ -563,83 +877,122 @@ def train(task: Task, config: TrainConfig, out_dir: Path | str, *, resume: bool 
                                   "precision=... to match, or start a new run")
         if scaler is not None and state.get("grad_scaler"):
             scaler.load_state_dict(state["grad_scaler"])
-        if schedule_steps != config.steps:
+        if schedule_steps != config.steps and main:
             print(f"labnotes: resuming to step {config.steps}; the learning-rate schedule keeps "
                   f"the horizon of {schedule_steps} steps the run started with", file=sys.stderr)
-        truncate_metrics(metrics_path, start_step)
-    elif metrics_path.exists():
+        if main:
+            truncate_metrics(metrics_path, start_step)
+    elif metrics_path.exists() and main:
         metrics_path.unlink()
-    write_json(out_dir / "config.json", {"paper": task.paper, "settings": task.settings(),
-                                        "train": dataclasses.asdict(config)})
+    if main:
+        write_json(out_dir / "config.json", {"paper": task.paper, "settings": task.settings(),
+                                            "train": dataclasses.asdict(config)})
 
     model.train()
-    bar = tqdm(total=config.steps, initial=start_step, disable=not config.progress,
+    distributed = processes.wrap(task, model, device)
+    step_loss = torch.compile(distributed) if config.compile else distributed
+    bar = tqdm(total=config.steps, initial=start_step, disable=not (config.progress and main),
                desc=f"train {task.paper}", dynamic_ncols=True)
     started, tokens_seen, last_eval = time.perf_counter(), 0, {}
-    with open(metrics_path, "a") as metrics_file:
+    pin = device.type == "cuda"  # page-locked host memory: the copy to the GPU runs async
+    wide = torch.float32 if device.type == "mps" else torch.float64  # sums (MPS has no float64)
+
+    def checkpoint(done: int) -> Path:
+        folder = out_dir / "checkpoints" / f"step-{done:07d}"
+        if main:
+            folder = write_checkpoint(out_dir, task=task, model=model, optimizer=optimizer,
+                                      config=config, step=done, schedule_steps=schedule_steps,
+                                      precision=str(dtype), processes=processes.count,
+                                      grad_scaler=scaler.state_dict() if scaler else None)
+        return folder
+
+    log = open(metrics_path if main else os.devnull, "a")
+    with log as metrics_file, StopSignals() as stop, closing(bar):
         for step in range(start_step, config.steps):
             lr = learning_rate(step, config, schedule_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            loss_total, step_metrics = 0.0, {}
+            loss_total = torch.zeros((), dtype=wide, device=device)
+            step_metrics: dict[str, Any] = {}
             batches = [task.make_batch(step * config.grad_accum + micro,
                                        step_generator(config.seed, step, micro))
                        for micro in range(config.grad_accum)]
-            totals = step_totals(task, batches)
+            totals = step_totals(task, batches, processes.count)
             for micro, batch in enumerate(batches):
-                tokens_seen += count_tokens(batch)
-                batch = {key: value.to(device, non_blocking=True) for key, value in batch.items()}
-                torch.manual_seed(step_seed(config.seed + 1, step, micro))  # dropout
-                with autocast(device, dtype):
-                    if totals is None:
-                        loss, metrics = task.loss(model, batch)
-                        scaled = loss / config.grad_accum
-                    else:  # the task weighs each term by its share of the step
-                        loss, metrics = task.loss(model, batch, totals)
-                        scaled = loss
-                (scaler.scale(scaled) if scaler else scaled).backward()
-                loss_total += loss.item() / config.grad_accum if totals is None else loss.item()
+                tokens_seen += count_tokens(batch)  # the whole global batch, on every process
+                batch = processes.share_of(task, batch)
+                batch = {key: (value.pin_memory() if pin else value).to(device, non_blocking=True)
+                         for key, value in batch.items()}
+                torch.manual_seed(step_seed(config.seed + 1, step, micro,
+                                            processes.rank))  # dropout
+                last_micro = micro == config.grad_accum - 1
+                with processes.sync_gradients(distributed, last_micro):
+                    with autocast(device, dtype):
+                        loss, metrics = step_loss(batch, totals)
+                        if totals is None:  # the task's mean; slices and micro-batches equal
+                            scaled = loss / config.grad_accum
+                        else:  # the task weighs each term by its share of the step
+                            scaled = loss * processes.count if processes.count > 1 else loss
+                    (scaler.scale(scaled) if scaler else scaled).backward()
+                # this process's share of the step's loss: summed over processes, the loss
+                parts = config.grad_accum * processes.count if totals is None else 1
+                loss_total += loss.detach().to(wide) / parts
                 for key, value in metrics.items():
+                    value = value.detach().to(wide) if isinstance(value, Tensor) else value
                     step_metrics[key] = step_metrics.get(key, 0.0) + value / config.grad_accum
             if scaler:
                 scaler.unscale_(optimizer)
             grad_norm = nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            if scaler:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            optimizer_step(optimizer, scaler)
 
             done = step + 1
-            elapsed = time.perf_counter() - started
-            if done % config.log_every == 0 or done == config.steps:
-                row = {"step": done, "loss": loss_total, "lr": lr, "grad_norm": float(grad_norm),
-                       "tokens_per_s": tokens_seen / max(elapsed, 1e-9), **step_metrics}
+            if done % config.log_every == 0 or done == config.steps:  # the one host sync
+                loss_value, *values = processes.sum([loss_total, *step_metrics.values()])
+                averaged = {key: value / processes.count
+                            for key, value in zip(step_metrics, values)}
+                elapsed = time.perf_counter() - started
+                row = {"step": done, "loss": loss_value, "lr": lr, "grad_norm": float(grad_norm),
+                       "tokens_per_s": tokens_seen / max(elapsed, 1e-9), **averaged}
                 metrics_file.write(json.dumps(row) + "\n")
                 metrics_file.flush()
-                bar.set_postfix(loss=f"{loss_total:.3f}", tok_s=f"{row['tokens_per_s']:.0f}")
-            if done % config.eval_every == 0 or done == config.steps:
+                bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{row['tokens_per_s']:.0f}")
+            if (done % config.eval_every == 0 or done == config.steps) and main:
                 last_eval = run_evaluation(task, model, device, dtype)
                 metrics_file.write(json.dumps({"step": done, **last_eval}) + "\n")
                 metrics_file.flush()
             if done % config.checkpoint_every == 0 or done == config.steps:
                 metrics_file.flush()
-                write_checkpoint(out_dir, task=task, model=model, optimizer=optimizer,
-                                 config=config, step=done,
-                                 schedule_steps=schedule_steps, precision=str(dtype),
-                                 grad_scaler=scaler.state_dict() if scaler else None)
+                checkpoint(done)
             bar.update(1)
-    bar.close()
+            received = processes.agree(stop.received)  # every process stops at the same step
+            if received is not None and done < config.steps:
+                metrics_file.flush()
+                folder = checkpoint(done)
+                processes.barrier()  # rank 0 has written it: now every process may end
+                raise TrainingStopped(received, done, folder, task.paper)
 
+    if not main:
+        return {"paper": task.paper, "steps": config.steps, "rank": processes.rank}
     if not last_eval:  # resumed a finished run: nothing trained, evaluate the weights we have
         last_eval = run_evaluation(task, model, device, dtype)
     write_atomic(out_dir / "model.safetensors", lambda tmp: save_model(model, str(tmp)))
     summary = {"paper": task.paper, "steps": config.steps, "device": str(device),
-               "precision": str(dtype),
-               "train_loss": last_train_loss(metrics_path), **last_eval}
+               "precision": str(dtype), "train_loss": last_train_loss(metrics_path), **last_eval}
+    if processes.count > 1:
+        summary["processes"] = processes.count
     write_json(out_dir / "summary.json", summary)
     return summary
+
+
+def optimizer_step(optimizer: torch.optim.Optimizer,
+                   scaler: torch.amp.GradScaler | None) -> None:
+    """The optimiser's step (through the gradient scaler under float16), then no gradients."""
+    if scaler:
+        scaler.step(optimizer)  # skipped if a gradient overflowed
+        scaler.update()
+    else:
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
 
 
 def count_tokens(batch: dict[str, Tensor]) -> int:
@@ -668,6 +1021,7 @@ RUN_FILES = ("checkpoints", "metrics.jsonl", "config.json", "summary.json", "mod
 def prepare_out_dir(out_dir: Path, resume: bool, overwrite: bool = False) -> None:
     """Create the run folder. Never overwrite a run by accident, never resume from nothing."""
     check_out_dir(out_dir, resume, overwrite)
+    remove_stale_temporaries(out_dir)  # a write killed midway left them; nothing reads them
     if overwrite and holds_run(out_dir):  # only a run's own files; nothing else is touched
         for name in RUN_FILES:
             path = out_dir / name
@@ -697,16 +1051,30 @@ def check_out_dir(out_dir: Path, resume: bool, overwrite: bool = False) -> None:
                               "--overwrite to discard it and start afresh, or choose another --out")
 
 
-def write_checkpoint(out_dir: Path, **kwargs: Any) -> None:
+def write_checkpoint(out_dir: Path, **kwargs: Any) -> Path:
+    """Write the checkpoint of `kwargs['step']` and move `latest` to it; then drop the oldest
+    beyond `keep_checkpoints`. A write that fails (a full disk) leaves `latest` where it was."""
     folder = out_dir / "checkpoints" / f"step-{kwargs['step']:07d}"
+    previous = latest_checkpoint(out_dir)
+    if previous == folder and folder.is_dir():
+        return folder  # already the latest: a step's weights are the same whenever written
     folder.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(folder, **kwargs)
     pointer = folder.parent / "latest"
-    write_atomic(pointer, lambda tmp: tmp.write_text(folder.name + "\n"))
+    try:
+        save_checkpoint(folder, **kwargs)
+        write_atomic(pointer, lambda tmp: tmp.write_text(folder.name + "\n"))
+    except OSError as error:
+        full = error.errno in (errno.ENOSPC, errno.EDQUOT)
+        reason = "the disk is full" if full else f"{type(error).__name__}: {error}"
+        kept = (f"the previous checkpoint, {previous}, is kept and --resume continues from it"
+                if previous else "there is no earlier checkpoint to resume from")
+        raise CheckpointError(f"could not write the checkpoint {folder} ({reason}); {kept}"
+                              + ("; free some space first" if full else "")) from error
     keep = kwargs["config"].keep_checkpoints
-    old = sorted(p for p in folder.parent.glob("step-*") if p.is_dir())
-    for stale in old[:-keep] if keep > 0 else []:
+    old = sorted(p for p in folder.parent.glob("step-*") if p.is_dir() and p != folder)
+    for stale in old[:-(keep - 1) or None] if keep > 0 else []:
         shutil.rmtree(stale, ignore_errors=True)
+    return folder
 
 
 # %% [markdown]

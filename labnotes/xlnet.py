@@ -415,7 +415,7 @@ class XLNetTask:
         loss, logits, answers = plm_loss(model, batch["input_ids"], batch["ranks"],
                                          batch["padding_mask"])
         loss = share_of_step(loss, "plm", len(answers), totals)  # gradient accumulation
-        return loss, {"accuracy": top1_correct(logits, answers).float().mean().item()}
+        return loss, {"accuracy": top1_correct(logits, answers).float().mean().detach()}
 
     def evaluate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
         return {**evaluate_plm(model, self.valid["input_ids"], self.valid_ranks, device),
