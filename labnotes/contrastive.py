@@ -643,6 +643,7 @@ def flat_metrics(prefix: str, measured: dict[str, Any]) -> dict[str, float]:
 
 class ContrastiveTask:
     paper = "contrastive"
+    rows_interact = True  # in-batch negatives: one process sees the whole batch (Training page)
 
     def __init__(self, config: ContrastiveConfig,
                  reference: dict[str, float] | None = None) -> None:

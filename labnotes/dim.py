@@ -498,6 +498,7 @@ class InfoWordConfig:
 # %%
 class InfoWordTask:
     paper = "dim"
+    rows_interact = True  # in-batch negatives: one process sees the whole batch (Training page)
 
     def __init__(self, config: InfoWordConfig) -> None:
         self.config = config
