@@ -408,11 +408,14 @@ def bag_of_words(texts: Sequence[Sequence[int]], idf: Tensor) -> Tensor:
 # held-out sentence out of training):
 #
 # - **summary line → body**: most of our documents are docstrings, whose first sentence
-#   summarises the rest. The query is a document's first sentence, its positive the rest of
-#   the document (cut to `2 × seq_len` tokens). Its 99 negatives are the bodies of 99 other
-#   held-out documents.
+#   summarises the rest. The query is the first sentence of a held-out document, its positive
+#   the rest of the document (cut to `2 × seq_len` tokens). Its 99 negatives are the bodies of
+#   99 other held-out documents. (The data page keeps the longest unseen stretch of each
+#   held-out document, so in about 5% of them, 33 of 679, the first sentence we see is not the
+#   docstring's own first line.)
 # - **one word deleted**: the query is a held-out sentence with one whole word (all its
-#   pieces; never a punctuation mark) removed; its positive is the sentence as written. This is
+#   pieces; never a punctuation mark) removed; its positive is the sentence as written, never
+#   one that, cut to length, equals a training sentence. This is
 #   the edit SimCSE's Table 1 *trained* with and found worse than dropout (75.9); here it is
 #   only a test. Against 99 random sentences it is far too easy (a barely trained encoder finds
 #   the positive every time: almost all of its tokens are there), so its 99 negatives are the
@@ -484,15 +487,16 @@ def sized(pairs: list, candidates: int, limit: int) -> tuple[list, int]:
 
 
 def deletion_set(documents: Sequence, tokenizer: Any, max_tokens: int, candidates: int,
-                 limit: int, seed: int = 0) -> RetrievalSet:
+                 limit: int, trained: set[tuple[int, ...]], seed: int = 0) -> RetrievalSet:
     """Held-out sentences with one word deleted (queries) and as written (positives), each
-    against the positives nearest its own."""
+    against the positives nearest its own. A sentence that, cut to length, equals a training
+    sentence (`trained`) is left out: the model has seen it."""
     rng = random.Random(seed)
     pairs, seen = [], set()
     for document in documents:
         for ids, word_ids in document:
             ids, word_ids = ids[: max_tokens - 2], word_ids[: max_tokens - 2]
-            if tuple(ids) in seen:
+            if tuple(ids) in seen or tuple(ids) in trained:
                 continue
             seen.add(tuple(ids))
             deletable = [is_word_piece(tokenizer.id_to_token(token)) for token in ids]
@@ -615,6 +619,9 @@ class ContrastiveConfig:
             raise ValueError(f"views {self.views!r}: choose one of {', '.join(VIEWS)}")
         if self.candidates < 2:
             raise ValueError(f"candidates must be at least 2 (got {self.candidates})")
+        if self.eval_queries < self.candidates:
+            raise ValueError(f"eval_queries ({self.eval_queries}) must be at least candidates "
+                             f"({self.candidates}): queries come in whole groups")
         if not 0.0 <= self.model.dropout < 1.0:
             raise ValueError(f"model.dropout must be in [0, 1) (got {self.model.dropout})")
 
@@ -668,8 +675,10 @@ class ContrastiveTask:
         self.retrieval_sets = {  # "retrieval": summary line -> body
             "retrieval": summary_set(valid, length, config.candidates, config.eval_queries),
             "deletion": deletion_set(valid, self.tokenizer, length, config.candidates,
-                                     config.eval_queries)}
-        self.held_out_sentences = sentence_pool(valid, length)[: config.eval_queries]
+                                     config.eval_queries, set(map(tuple, self.sentences)))}
+        pool = sentence_pool(valid, length)
+        random.Random(0).shuffle(pool)  # random held-out sentences, not the first documents'
+        self.held_out_sentences = pool[: config.eval_queries]
         self.reference = self.measure_references() if reference is None else reference
 
     def measure_references(self) -> dict[str, float]:
@@ -772,17 +781,17 @@ if __name__ == "__main__":
 # the raw MLM's `[CLS]`; MRR 34.4% against 29.6%), then $p = 0.05$ (20.5%) and $p = 0.2$
 # (19.9%), then no dropout (18.0%) and the fixed mask (16.9%), which end no better than, or
 # below, the vector they started from (paper: 82.5, 81.1, 80.5, 71.1, 43.6). Figure 2's story
-# is there in the numbers: every arm improves uniformity (from −1.65 for the raw `[CLS]` to
-# between −2.84 and −3.08), but with identical views alignment on one-word deletions falls
-# apart (0.053 → 0.251 without dropout, 0.176 with a fixed mask), while with dropout it rises
-# to 0.05–0.10 in the first steps and then holds (0.097, 0.071 and 0.054 for $p$ = 0.05, 0.1
+# is there in the numbers: every arm improves uniformity (from −1.73 for the raw `[CLS]` to
+# between −3.11 and −3.27), but with identical views alignment on one-word deletions falls
+# apart (0.052 → 0.249 without dropout, 0.172 with a fixed mask), while with dropout it rises
+# to 0.05–0.10 in the first steps and then holds (0.095, 0.069 and 0.053 for $p$ = 0.05, 0.1
 # and 0.2). The arm with the *best* uniformity,
 # no dropout, is among the worst at retrieval: a model that only pushes sentences apart, with
 # nothing holding a sentence and its neighbours together, spreads paraphrases apart too. It is
 # also the only place where the one-word-deletion set is not saturated: identical views drop
-# it to 93–94% while every dropout arm and both raw poolings stay at 98–100%. SimCSE also
-# removes most of the raw MLM's anisotropy (mean cosine between held-out sentences 0.55 for
-# `[CLS]` and 0.75 mean-pooled, 0.16 after $p = 0.1$), and its spectrum is flatter.
+# it to 93–95% while every dropout arm and both raw poolings stay at 98–100%. SimCSE also
+# removes most of the raw MLM's anisotropy (mean cosine between random held-out sentences 0.53
+# for `[CLS]` and 0.73 mean-pooled, 0.09 after $p = 0.1$), and its spectrum is flatter.
 #
 # **What did not, or cannot be read at this size.** The three dropout arms are within about
 # two points of each other with seed spreads of up to one point, and 500 queries carry a
@@ -798,8 +807,8 @@ if __name__ == "__main__":
 # BERT-base after 1M pretraining steps and 15,600 SimCSE steps. What this page can show is the
 # mechanism, not the size.
 #
-# **Cost.** The stored run took 17 minutes on one thread of a 2-core CPU shared with other
-# jobs (the start was already in the cache; training it adds 1,200 MLM steps, about two
-# minutes on the idle machine of the [MLM page](mlm.md#evidence), half its default run).
+# **Cost.** The stored run took 20 minutes on one thread of a 2-core CPU shared with other
+# jobs, including its 1,200-step MLM start (about two minutes on the idle machine of the
+# [MLM page](mlm.md#evidence), half its default run; later runs find it in the cache).
 # Each arm's cost is linear in its steps and seeds, so three seeds of 300 steps would take
 # about three times as long.

@@ -54,7 +54,7 @@ PAPER_TABLE_3 = {"p = 0": 71.1, "p = 0.05": 81.1, "p = 0.1": 82.5, "p = 0.2": 80
                  "fixed 0.1": 43.6}  # arXiv:2104.08821, Table 3: STS-B dev, Spearman x 100
 QUICK_ARMS = ("p = 0.1", "fixed 0.1")
 SEEDS = (0, 1)
-STEPS = 150  # per arm and seed: the ten runs took 17 minutes on one shared CPU thread
+STEPS = 150  # per arm and seed: the ten runs took 20 minutes on one shared CPU thread
 EVAL_EVERY = 30  # the points of each Figure 2 path
 EVAL_QUERIES = 500  # per retrieval set
 CURVE_KEYS = ("step", "eval_alignment", "eval_uniformity", "eval_retrieval_accuracy",
@@ -234,9 +234,9 @@ def plot_spectra(results: dict[str, Any], path: Path) -> None:
 #
 # From a shell, `labnotes experiment contrastive` trains the ten runs and writes
 # `docs/results/contrastive/`; `--redraw` redraws the table and figures from the stored
-# `results.json`. The stored run took 17 minutes on one thread of a 2-core CPU shared with other
-# jobs, with the start already in the cache (training it first adds 1,200 MLM steps, about two
-# minutes on an idle 2-core CPU). The cost grows linearly with `STEPS` and `SEEDS`. `--quick`
+# `results.json`. The stored run took 20 minutes on one thread of a 2-core CPU shared with other
+# jobs, its 1,200-step MLM start included (about two minutes on an idle 2-core CPU; later runs
+# find it in the cache). The cost grows linearly with `STEPS` and `SEEDS`. `--quick`
 # (and the notebook under `LABNOTES_QUICK=1`) runs two arms, one seed, 20 steps, from a 20-step
 # start: a check that it runs, never a result. In the notebook this cell runs it into
 # `runs/experiment-contrastive/`.
