@@ -68,11 +68,12 @@ def _build(kind: str) -> str | None:
 
 def site_pages(kind: str) -> list[str]:
     """Every page the site should have, as paths relative to its root (known before building)."""
-    from labnotes.site.render import discover_pages
+    from labnotes.site.render import REAL_SITE_ONLY, discover_pages
 
     docs = ROOT / "docs"
     handwritten = sorted(path.relative_to(docs).with_suffix(".html").as_posix()
-                         for path in docs.rglob("*.md") if "results" not in path.relative_to(docs).parts[:-1])
+                         for path in docs.rglob("*.md") if "results" not in path.relative_to(docs).parts[:-1]
+                         and not (kind != "real" and path.relative_to(docs).as_posix() in REAL_SITE_ONLY))
     names = discover_pages(package_dir(kind))
     return handwritten + [f"{name}.html" for name in names] + [f"reference/{name}.html" for name in names]
 

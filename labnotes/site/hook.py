@@ -12,6 +12,9 @@
 
 Two environment variables point the hook elsewhere, for the renderer's own tests:
 LABNOTES_SITE_PACKAGE (default: labnotes) and LABNOTES_SITE_RESULTS (default: docs/results).
+A site built over another package leaves out the hand-written pages that are about labnotes'
+own papers (REAL_SITE_ONLY: they link the paper pages by name), with their nav entries and
+the lines of other hand-written pages that link them.
 """
 
 from __future__ import annotations
@@ -32,8 +35,8 @@ from labnotes.site.katex import MathError, MathRenderer  # noqa: E402
 from labnotes.site.literate import RenderError  # noqa: E402
 from labnotes.site.notebooks import notebook_text, repository_url  # noqa: E402
 from labnotes.site.render import (  # noqa: E402
-    PAGES_INDEX_MARKER, RESULTS_INDEX_MARKER, Site, expand_results, load_site, page_kind, render_page,
-    render_pages_index, render_reference, render_results_index)
+    PAGES_INDEX_MARKER, REAL_SITE_ONLY, RESULTS_INDEX_MARKER, Site, expand_results, load_site,
+    page_kind, render_page, render_pages_index, render_reference, render_results_index)
 
 NAV_PLACEHOLDERS = ("labnotes-shared", "labnotes-papers", "labnotes-experiments", "labnotes-reference")
 IFRAME_WORKER = "assets/javascripts/iframe-worker.js"
@@ -45,6 +48,11 @@ _generated: set[str] = set()
 
 def _root(config) -> Path:
     return Path(config.config_file_path).resolve().parent
+
+
+def _other_package() -> bool:
+    """True when the site is built over another package than labnotes (the renderer's tests)."""
+    return os.environ.get("LABNOTES_SITE_PACKAGE", "labnotes") != "labnotes"
 
 
 def on_config(config):
@@ -70,6 +78,8 @@ def on_config(config):
                 if fill[value]:
                     nav.append({title: fill[value]})
                 continue
+            if _other_package() and value in REAL_SITE_ONLY:
+                continue
         nav.append(item)
     config.nav = nav
 
@@ -91,6 +101,11 @@ def on_files(files: Files, config) -> Files:
                               f"{_site.package_dir.name}/{Path(uri).stem}.py: rename or delete it")
         files.append(File.generated(config, uri, content=content))
         _generated.add(uri)
+
+    if _other_package():
+        for uri in REAL_SITE_ONLY:
+            if (found := files.get_file_from_path(uri)) is not None:
+                files.remove(found)
 
     repo_url = repository_url(root)
     try:
@@ -129,6 +144,9 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
     if page.file.src_uri in _generated:
         return markdown  # literate pages had their markers expanded by the renderer
     source = Path(config.docs_dir, page.file.src_uri)
+    if _other_package():  # drop the lines that link a page this site leaves out
+        markdown = "\n".join(line for line in markdown.split("\n")
+                              if not any(f"({uri})" in line for uri in REAL_SITE_ONLY))
     try:
         markdown = PAGES_INDEX_MARKER.sub(lambda _: render_pages_index(_site), markdown)
         if RESULTS_INDEX_MARKER.search(markdown):
