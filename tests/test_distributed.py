@@ -146,6 +146,24 @@ def test_a_batch_that_does_not_split_is_refused(corpus, tmp_path):
     assert not (tmp_path / "metrics.jsonl").exists()
 
 
+def wait_for_group_to_end(group: int, timeout: float = 30.0) -> None:
+    """SIGKILL reaches a group's processes asynchronously: wait until none of them still runs
+    (a zombie waiting to be reaped writes nothing). Linux: reads /proc."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        running = False
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                state, _, process_group = stat.read_text().rsplit(")", 1)[1].split()[:3]
+            except (OSError, ValueError):
+                continue  # the process ended while we looked
+            running = running or (int(process_group) == group and state != "Z")
+        if not running:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"process group {group} still runs {timeout} s after SIGKILL")
+
+
 TINY = ["--steps", "40", "--batch-size", "8", "--seq-len", "32", "--device", "cpu",
         "--no-progress", "--set", "dim=32", "--set", "ffn_dim=64", "--set", "layers=1",
         "--set", "heads=2", "--set", "dropout=0", "--set", "corpus.vocab_size=300",
@@ -166,6 +184,7 @@ def test_killed_with_minus_9_under_torchrun_resumes_to_the_same_weights(corpus, 
         time.sleep(0.01)
     os.killpg(run.pid, signal.SIGKILL)  # the machine dies: torchrun and both processes at once
     run.wait()
+    wait_for_group_to_end(run.pid)  # the workers too, before their folder is copied
     stopped = read_checkpoint_state(latest_checkpoint(tmp_path / "killed"))["step"]
     assert stopped < 40
     shutil.copytree(tmp_path / "killed", tmp_path / "on-one")
