@@ -568,9 +568,11 @@ if __name__ == "__main__":
 # %% [markdown]
 # ## Evidence
 #
-# [The experiment](experiments.bart.md) (`labnotes experiment bart`) trains one model per noise
-# for 800 steps of 32 chunks and scores each four ways (table below). **This run does not yet
-# show Table 1's ordering, and it says more about the budget than about the noises**: after 800
+# [The experiment](experiments.bart.md) (`labnotes experiment bart`) trains six models, one for
+# each of the five noises and a sixth with text infilling and sentence permutation together
+# (Table 1's last row, and the noise of the paper's large model, §5.1), each for 800 steps of
+# 32 chunks, and scores each four ways (table below). **This run does not yet show Table 1's
+# ordering, and it says more about the budget than about the noises**: after 800
 # steps no model has learned to copy its input (token masking leaves 70% of the tokens visible,
 # yet its held-out accuracy is 19%), so every arm is still close to a language model of the
 # target. Document rotation and sentence permutation score best on the summary-line task and

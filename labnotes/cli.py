@@ -195,6 +195,19 @@ def build_parser() -> Parser:
                           help="the longest text it may write, in tokens")
     generate.add_argument("--device", default="auto")
 
+    translations = commands.add_parser(
+        "translations", help="what the site's translation lacks; start or stamp a page's translation")
+    translations.add_argument("action", nargs="?", default="status", choices=("status", "skeleton", "stamp"),
+                              help="status (default): list missing and stale blocks, exit 1 if any; "
+                                   "skeleton PAGE: print the page's translation file with every missing "
+                                   "block as English under a TODO marker (--write: into the file); "
+                                   "stamp PAGE KEY: record that block KEY matches the current English")
+    translations.add_argument("page", nargs="?", help="a page's file on the site, e.g. mlm.md or index.md")
+    translations.add_argument("key", nargs="?", help="a block: title, top, or a section's anchor")
+    translations.add_argument("--lang", default="zh", help="the language (default zh)")
+    translations.add_argument("--write", action="store_true", help="skeleton: write the file")
+    translations.add_argument("--root", type=Path, default=Path("."), help="the repository (default .)")
+
     bench = commands.add_parser("bench",
                                 help="training throughput against a Hugging Face reference")
     bench.add_argument("paper")
@@ -344,6 +357,49 @@ def command_bench(parser: Parser, args: argparse.Namespace) -> int:
     return 0
 
 
+def command_translations(parser: Parser, args: argparse.Namespace) -> int:
+    from labnotes.site import i18n
+
+    root = args.root.resolve()
+    if not (root / "labnotes").is_dir() or not (root / "docs").is_dir():
+        raise ValueError(f"{root} is not a labnotes repository (no labnotes/ and docs/): "
+                         "run this in the repository or pass --root")
+    if args.lang not in i18n.LANGUAGES:
+        raise ValueError(f"no language {args.lang!r}: the site has {', '.join(i18n.LANGUAGES)}")
+    sources = i18n.english_sources(root / "labnotes", root / "docs")
+    if args.action == "status":
+        problems = i18n.check(root, args.lang, sources)
+        problems += i18n.table_problems(root, args.lang, root / "docs" / "results")
+        if args.page:
+            name = i18n.find_source(sources, args.page).name
+            problems = [problem for problem in problems if problem.page == name]
+        for problem in problems:
+            print(problem)
+        blocks = sum(len(source.blocks) for source in sources)
+        print(f"{len(problems)} problems; {blocks} blocks on {len(sources)} pages", file=sys.stderr)
+        return 1 if problems else 0
+    if not args.page:
+        parser.subcommands["translations"].error(f"{args.action} needs a PAGE")
+    source = i18n.find_source(sources, args.page)
+    path = i18n.translations_dir(root, args.lang) / source.name
+    if args.action == "skeleton":
+        translation = i18n.read_translation(path) if path.is_file() else None
+        text = i18n.skeleton(source, translation)
+        if args.write:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            print(f"wrote {path}", file=sys.stderr)
+        else:
+            sys.stdout.write(text)
+        return 0
+    if not args.key or source.block(args.key) is None:
+        keys = ", ".join(block.key for block in source.blocks)
+        parser.subcommands["translations"].error(f"stamp needs a KEY of {source.name}: one of {keys}")
+    i18n.stamp(path, args.key, source.block(args.key).hash)
+    print(f"{path}: {args.key} stamped", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from labnotes.data import CorpusError
 
@@ -357,7 +413,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{paper.name:<12} {paper.title}  (arXiv:{paper.arxiv})")
             return 0
         handler = {"train": command_train, "experiment": command_experiment, "eval": command_eval,
-                   "generate": command_generate, "bench": command_bench}[args.command]
+                   "generate": command_generate, "bench": command_bench,
+                   "translations": command_translations}[args.command]
         return handler(parser, args)
     except TrainingStopped as stopped:  # SIGTERM or Ctrl-C: checkpoint written; 143 or 130
         if first_process():

@@ -755,7 +755,7 @@ def _corpus_from_download(spec: DownloadSpec, path: Path) -> Corpus:
 # `迈向/v  充满/v  希望/n  的/u  新/a  世纪/n  。/w`. The article numbers of the original
 # release are gone, so we rebuild the articles: a line with no `。！？` in it is a headline,
 # a byline or a photo caption (unless it ends in `：`, `；` or `，`, as a salutation or the
-# start of a list does), and a run of such lines separates two articles. Those lines are
+# start of a list does), and one or more such lines separate two articles. Those lines are
 # dropped; each article's paragraphs are split into sentences with the rule above, and
 # an article needs two sentences to be kept (NSP and SOP need a pair). The words stay
 # separated by single spaces: that is the **gold segmentation** (`Corpus.segmented`), which
@@ -906,14 +906,15 @@ def load_corpus(source: str | Path | None = None) -> Corpus:
 #
 # **Held out means unseen.** Different documents can still share sentences: docstrings repeat
 # boilerplate ("Default: None.", "See also ..."). On the embedded corpus 239 of the 2,332
-# validation sentences (10.2%) occur word for word in training documents, and 76 of 1,644
-# adjacent validation pairs are adjacent in training too. A model that memorised them would
-# look better than it is. So each validation document keeps only its longest stretch of
-# consecutive sentences that never occur in training (the first, if two are as long), and a
-# document with none is dropped. Cutting at a shared sentence keeps every remaining pair of
-# neighbours a real pair; keeping one stretch keeps one document one piece, so no two parts of
-# it can land on opposite sides of a later split. On the embedded corpus 679 of the 685
-# validation documents remain, with 2,060 sentences, none of them seen in training.
+# validation sentences (10.2%) occur word for word in training documents, and 79 of the 1,647
+# pairs of adjacent validation sentences are adjacent in training too. A model that memorised
+# them would look better than it is. So each validation document keeps only its longest
+# stretch of consecutive sentences that never occur in training (the first, if two are as
+# long), and a document with none is dropped. Cutting at a shared sentence keeps every
+# remaining pair of neighbours a real pair; keeping one stretch keeps one document one piece,
+# so no two parts of it can land on opposite sides of a later split. On the embedded corpus
+# 679 of the 685 validation documents remain, with 2,060 sentences, none of them seen in
+# training.
 
 # %%
 def _document_position(document: Document) -> float:

@@ -73,14 +73,17 @@ from labnotes.transformer import Encoder, EncoderConfig, LMHead
 #   with targets on the diagonal, and
 #   $$I(A; B) \ge \log N - \mathcal{L}_{\text{NCE}}.$$
 #   Because a cross-entropy is never negative, this estimate is **never above $\log N$**: with
-#   256 negatives it cannot report more than $\log 256 \approx 5.5$ nats, however dependent the
-#   views are. Its variance is low.
+#   $N = 256$ candidates (the positive and 255 negatives) it cannot report more than
+#   $\log 256 \approx 5.5$ nats, however dependent the views are. Its variance is low.
 # - **Donsker-Varadhan** (the bound behind MINE, Belghazi et al., 2018, arXiv:1801.04062):
 #   $$I(A; B) \ge \mathbb{E}_{p(a,b)}[T] - \log \mathbb{E}_{p(a)p(b)}[e^{T}].$$
 #   It has no $\log N$ ceiling, but the second term is the log of a mean of exponentials, which
-#   a few large scores among the negatives dominate: its estimates from one batch vary a lot,
-#   and the log of a batch mean is biased low, so a one-batch DV reading is biased *up*: it is a
-#   lower bound only in expectation over the critic, not batch by batch.
+#   a few large scores among the negatives dominate: its estimates from one batch vary a lot.
+#   They are also biased. For a fixed critic the inequality holds with the true expectation;
+#   a batch replaces it by the mean over its negatives, and since the log is concave, the
+#   expected log of that mean is below the log of the true mean (Jensen's inequality). So the
+#   batch estimate is biased *upward*: averaged over many batches it lies above the bound it
+#   estimates, and can lie above the true MI. The bias shrinks as the batch has more negatives.
 # - **Jensen-Shannon** (Deep InfoMax, arXiv:1808.06670, after Nowozin et al.'s f-GAN): a
 #   binary classifier that tells positives from negatives,
 #   $$\mathcal{L}_{\text{JSD}} = \mathbb{E}_{p(a,b)}[\operatorname{sp}(-T)] + \mathbb{E}_{p(a)p(b)}[\operatorname{sp}(T)],$$
@@ -626,7 +629,7 @@ if __name__ == "__main__":
 # ## Evidence
 #
 # [The experiment](experiments.dim.md) (`labnotes experiment dim`, 13 minutes on one shared CPU
-# core) runs two studies.
+# core, about 12 of them in the second study) runs two studies.
 #
 # **The estimators** (the figure in
 # [the section on critics](#a-learned-critic-and-what-training-it-means)): for each of

@@ -378,7 +378,8 @@ def batch_of(examples: Examples, rows: Tensor,
 # computed once, standardised with the training examples' mean and spread, and a logistic
 # regression is fit on them by minibatch AdamW. It measures what the pretrained features
 # already say, not what they can quickly become; it is also much faster. A seed changes the
-# classifier's initialisation, the order of the batches and the dropout.
+# classifier's initialisation and the order of the batches, and, when fine-tuning, the dropout
+# (the probe has none).
 #
 # Both seed torch's global generators (which initialisation and dropout draw from) inside
 # `seeded`, which hands the caller's random state back afterwards: the CPU's, and, once CUDA

@@ -52,8 +52,8 @@ from labnotes.transformer import Embeddings, Encoder, EncoderConfig, init_weight
 # ## Which positions the generator fills
 #
 # ELECTRA selects positions as BERT does, each non-special token with probability
-# $p = 0.15$ (App. A, Table 6: a mask percent of 15 for the small and base models, 25 for the
-# large one). What is put *there* differs. BERT writes `[MASK]` 80% of the time, a random
+# $p = 0.15$ (App. A, Table 6: 15% masking for the small and base models, 25% for the large
+# one). What is put *there* differs. BERT writes `[MASK]` 80% of the time, a random
 # token 10% and keeps the token 10% (arXiv:1810.04805, §3.1). ELECTRA's official code
 # (google-research/electra, `pretrain/pretrain_helpers.py`, `mask`) writes `[MASK]` 85% of
 # the time and keeps the original 15%, with **no random tokens**: the random-token trick
@@ -193,9 +193,10 @@ class Generator(nn.Module):
 # generator did worse (§3.2: 58% MLM accuracy against 65%).
 #
 # We sample by **inverse transform**: with $u \sim U[0, 1)$ drawn in `make_batch` from the
-# step's generator, take the first token whose cumulative probability exceeds $u$. The
-# official code uses the Gumbel-max trick, which draws from the same distribution but needs
-# $|V|$ random numbers per position instead of one. The sample is an integer index computed
+# step's random-number generator (a `torch.Generator`, not the generator network), take the
+# first token whose cumulative probability exceeds $u$. The official code uses the Gumbel-max
+# trick, which draws from the same distribution but needs $|V|$ random numbers per position
+# instead of one. The sample is an integer index computed
 # from detached probabilities, so no gradient can flow through it.
 #
 # One more choice of ours: the generator may not write a special token (`[PAD]`, `[CLS]`,
@@ -382,8 +383,9 @@ class ElectraConfig:
 # ## The task: batches, loss and evaluation
 #
 # A batch is `batch_size` random training blocks, masked by ELECTRA's rule with the step's
-# generator, plus one uniform number per position for sampling, so a resumed run draws the same
-# masks *and* the same replacements. Validation blocks get one fixed mask and fixed noise.
+# random-number generator, plus one uniform number per position for sampling, so a resumed run
+# draws the same masks *and* the same replacements. Validation blocks get one fixed mask and
+# fixed noise.
 #
 # Besides the two losses we measure what the discriminator does on held-out text: accuracy
 # over all real tokens, and **precision** and **recall on replaced tokens** (of the tokens it
@@ -565,10 +567,10 @@ if __name__ == "__main__":
 # Two comparisons go the paper's way. All-Tokens MLM beats Replace MLM (52.1 ± 0.5 against
 # 49.8 ± 0.4; the paper's 84.3 against 82.4): on the same corrupted input, a loss on every token
 # beats a loss on 15% of them at the same number of steps. Not at the same compute: at its 400th
-# step (13.9 TFLOPs) All-Tokens MLM scored 46.1 ± 1.4, below Replace MLM's 49.8 at 13.1. And
-# ELECTRA is a point above ELECTRA 15% (45.4 ± 0.4 against 44.3 ± 0.8, the seeds overlapping),
-# but between two detectors that each give one constant answer (below), which says nothing
-# about learning from all tokens.
+# step (13.9 TFLOPs) All-Tokens MLM scored 46.1 ± 1.4, below Replace MLM's 49.8 at
+# 13.1 TFLOPs. And ELECTRA is a point above ELECTRA 15% (45.4 ± 0.4 against 44.3 ± 0.8, the
+# seeds overlapping), but between two detectors that each give one constant answer (below),
+# which says nothing about learning from all tokens.
 #
 # The cost of a step is counted, not assumed. ELECTRA's is 1.42 times BERT's (1.37 against
 # 0.96 × 10¹⁰ FLOPs); most of the difference is the MLM page's encoder cut (the last block's

@@ -57,7 +57,7 @@ IGNORE = -100  # label of a position that takes no loss (PyTorch's cross_entropy
 # `[MASK]` positions need a good prediction and treat visible words carelessly. With the
 # random and unchanged cases, any visible token *might* be a target, so the model must keep a
 # good guess of the right word everywhere. (§3.1 gives the rule and the mismatch it answers;
-# App. A.1 this reason; App. C.2, Table 8 shows feature-based NER drops from 94.9 to 94.0 F1
+# App. A.1 gives this reason; App. C.2, Table 8 shows feature-based NER drops from 94.9 to 94.0 F1
 # with 100% `[MASK]`.)
 #
 # We draw **one** uniform number $u$ per selected token and cut $[0, 1)$ into
@@ -237,7 +237,8 @@ class MLMConfig:
 # on the validation targets: the **accuracy** of always guessing the most frequent token, and
 # the **cross-entropy of the unigram distribution** $q(w)$ (word frequencies, add-one smoothed),
 # $H = -\frac{1}{|S|}\sum \log q(x_{b,t})$. A model that has learned nothing about context
-# sits at these numbers; everything below them is context.
+# sits at these numbers; a loss below the unigram cross-entropy, or an accuracy above the
+# most frequent token's, is what it has learned from context.
 
 # %%
 def unigram_log_probs(train_ids: Tensor, vocab_size: int) -> Tensor:

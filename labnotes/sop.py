@@ -53,8 +53,8 @@ from labnotes.training import QUICK, make_quick, train
 # and then cuts; we cut and then swap, so that a negative holds *exactly* the tokens of a
 # positive (with the pairs page's tie-breaking coin the cut treats both segments alike, so the
 # order makes no difference to the distribution). And ALBERT's chunks of a single sentence
-# fall back to BERT's random-document negatives; ours always have two sentences, so every
-# negative is a swap. A test pair is a positive and its swapped twin.
+# fall back to BERT's random-document negatives; ours always have at least two sentences, so
+# every negative is a swap. A test pair is a positive and its swapped twin.
 
 # %%
 def swapped(pair: Pair) -> Pair:

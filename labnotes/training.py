@@ -303,7 +303,8 @@ def step_generator(seed: int, step: int, micro: int = 0) -> torch.Generator:
 # under a temporary name and renamed into place the same way. The folder that holds a rename is
 # flushed too (`fsync_folder`), so that after a power cut the rename is either there or not.
 # A process killed mid-write leaves only a temporary (`.NAME.xxxx.tmp`), which nothing reads
-# and the next run that resumes removes.
+# and the next run that trains in that folder removes (`prepare_out_dir`), whether it
+# resumes, overwrites or starts afresh.
 
 # %%
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
@@ -383,14 +384,18 @@ def sha256_file(path: Path) -> str:
 # each tensor file. Loading checks all three: a checkpoint from another paper or another model
 # configuration, or with a damaged file, is refused with a message that says why.
 #
-# **What may change on resume.** Only what cannot change the result: how often to log, evaluate
-# and checkpoint, the progress bar, the device, and `steps`. The device may change because the
-# precision is stored *as resolved* (`auto` is float32 on a CPU but bfloat16 on most GPUs): a
-# resumed run that would compute in another precision is refused. `steps` may grow, to train
-# longer, but the learning-rate schedule keeps the horizon the run started with (stored as
-# `schedule_steps`), so the steps already taken keep their rates; steps past it run at the
-# floor, $r\,\eta_{\max}$. Under float16 the gradient scaler's state (the loss scale and how
-# many steps it has gone without an overflow) is saved too, so a resumed fp16 run is the same run.
+# **What may change on resume** (`RESUMABLE_CHANGES`): nothing that decides what is trained.
+# How often to log, evaluate and checkpoint, how many checkpoints to keep (`keep_checkpoints`)
+# and the progress bar change no number. The device, `compile` and `tf32` change only how the
+# arithmetic is done: another device, compiled kernels or TF32 products (on a GPU) round
+# differently, so the resumed run continues the same run up to float rounding, not bit for
+# bit. The device may change because the precision is stored *as resolved* (`auto` is float32
+# on a CPU but bfloat16 on most GPUs): a resumed run that would compute in another precision
+# is refused. `steps` may grow, to train longer, but the learning-rate schedule keeps the
+# horizon the run started with (stored as `schedule_steps`), so the steps already taken keep
+# their rates; steps past it run at the floor, $r\,\eta_{\max}$. Under float16 the gradient
+# scaler's state (the loss scale and how many steps it has gone without an overflow) is saved
+# too, so a resumed fp16 run is the same run.
 
 # %%
 CHECKPOINT_FORMAT = "labnotes-checkpoint/1"
@@ -529,8 +534,10 @@ def latest_checkpoint(out_dir: Path) -> Path | None:
 #
 # One JSON object per line in `metrics.jsonl`: easy to append while training, easy to read
 # with `pandas.read_json(..., lines=True)` or ten lines of Python. Training lines carry
-# `step`, `loss`, `lr` and `tokens_per_s`; evaluation lines carry `eval_*` keys. When a run
-# resumes, lines from steps after its checkpoint are dropped so the file matches the weights.
+# `step`, `loss`, `lr`, `grad_norm` (the gradient norm before clipping), `tokens_per_s` and the
+# metrics the task's `loss` returns (MLM's `accuracy`, say), averaged over the step;
+# evaluation lines carry `step` and `eval_*` keys. When a run resumes, lines from steps after
+# its checkpoint are dropped so the file matches the weights.
 
 # %%
 def read_metrics(path: Path) -> list[dict[str, Any]]:
@@ -666,7 +673,7 @@ class StopSignals:
 # and keeps its own slice of the rows: `batch_size` is the global batch, rank $r$ of $N$ keeps
 # rows $[rB/N, (r+1)B/N)$. Building the whole batch costs each process the (small) work of
 # masking $B$ rows; in return the data of a step never depends on how many processes train it.
-# The loss of a slice is weighed the way gradient accumulation weighs a micro-batch (below):
+# The loss of a slice is weighed the way gradient accumulation weighs a micro-batch (above):
 # each term's mean over the slice times its share of the step's count, which every process can
 # count itself because it holds the whole batch. Summed over processes that is the step's loss,
 # so each process multiplies its share by $N$ to undo DDP's average. A task whose batch holds

@@ -92,9 +92,9 @@ def random_targets(predictable: Tensor, k: int, generator: torch.Generator | Non
 # %% [markdown]
 # ## Targets in spans, as the official sampler chooses them
 #
-# XLNet-Large predicts **spans**: "we randomly sample a span of $L \in [1, \dots, 5]$ consecutive
-# tokens as prediction targets within a context of $KL$ tokens" (§3.1, our paraphrase). The
-# official sampler (`_sample_mask` in zihangdai/xlnet `data_utils.py`) walks along the row:
+# XLNet-Large predicts **spans**: its targets are runs of $L \in [1, \dots, 5]$ consecutive
+# tokens, each picked at random inside a context of $KL$ tokens (§3.1). The official sampler
+# (`_sample_mask` in zihangdai/xlnet `data_utils.py`) walks along the row:
 #
 # 1. draw a length $L \in \{1, \dots, 5\}$ with $p(L) \propto 1/L$ (0.44, 0.22, 0.15, 0.11,
 #    0.09; mean 2.2);
@@ -321,14 +321,18 @@ def plm_loss(model: PermutationLanguageModel, input_ids: Tensor, ranks: Tensor,
 # XLNet is built on Transformer-XL (§2.4): each segment also attends to a cached *memory* of the
 # previous segment's states, and positions enter as *relative* encodings inside attention, with
 # relative segment encodings for sentence pairs (§2.5). We leave all three out and keep the
-# site's absolute, learned positions in natural order (the position of the token, never its
-# rank — PAPERS pitfalls). What is lost: context beyond one block (Table 6: removing memory cost
-# XLNet-Base about a point on RACE and SQuAD 2.0 — 65.55 vs 66.66 and 80.15 vs 80.98 F1), and
-# the relative encodings that let memory be reused at new positions. With our 64-token blocks
-# and no memory there is nothing to reuse, so relative encodings would buy little; the
-# permutation objective and two-stream attention, the subject of the page, do not depend on
-# either. Also left out: the bidirectional data pipeline (half of each batch reversed) and the
-# two-segment layout `[A, SEP, B, SEP, CLS]` with separately permuted halves.
+# site's absolute, learned positions in natural order: a token gets the position where it
+# stands in the text, never its rank in the factorization order. The permutation lives only in
+# the attention masks, and the input keeps its order and positions (§2.2); giving each token
+# its rank as its position, a common slip in reimplementations, would amount to shuffling the
+# text itself, which fine-tuning never shows the model. What is lost: context beyond one block
+# (Table 6: removing memory cost XLNet-Base about a point on RACE and SQuAD 2.0 — 65.55 vs
+# 66.66 and 80.15 vs 80.98 F1), and the relative encodings that let memory be reused at new
+# positions. With our 64-token blocks and no memory there is nothing to reuse, so relative
+# encodings would buy little; the permutation objective and two-stream attention, the subject
+# of the page, do not depend on either. Also left out: the bidirectional data pipeline (half
+# of each batch reversed) and the two-segment layout `[A, SEP, B, SEP, CLS]` with separately
+# permuted halves.
 
 # %% [markdown]
 # ## Configuration
@@ -510,8 +514,9 @@ if __name__ == "__main__":
 #   55.7 ± 1.0 on the [downstream suite](downstream.md), BERT's MLM encoder 56.0 ± 1.9, a
 #   random-init encoder 52.3. Table 6's gains of XLNet-Base over BERT-Base (e.g. 85.6 vs 84.3
 #   MNLI-m) are about one point; the suite's spread between pretraining seeds is larger than
-#   that, so it cannot confirm or refute them. (The suite's limits are known and are being
-#   addressed with the site's other evidence.)
+#   that, so it cannot confirm or refute them. Its acceptability task cannot even tell a
+#   trained encoder from an untrained one here: BERT's MLM scores 50.1 and XLNet 50.6 against
+#   52.1 for the random-init encoder, all at the 50% chance level.
 # - **Held-out losses of different objectives do not compare.** MLM's 4.51 nats (28.1% top-1)
 #   are on randomly scattered single tokens; XLNet's 5.05 (19.7%) on whole spans, which have less
 #   context. Only the span table scores the same tokens for both.

@@ -1,7 +1,8 @@
 """Shared helpers for the site tests: build the site once per test process, serve it locally.
 
 Two sites are built (each at most once per process, whichever test asks first):
-    "real"     the labnotes site exactly as `make build` makes it (labnotes.PAGES, docs/results)
+    "real"     the labnotes site exactly as `make build` makes it (labnotes.PAGES, docs/results):
+               the English site, and the Chinese edition (mkdocs.zh.yml) in its zh/ folder
     "fixture"  the same mkdocs.yml over tests/fixtures/toypkg, a two-page package with stored
                results in tests/fixtures/results, so every renderer feature is exercised even
                before (or whatever) the real pages contain.
@@ -39,12 +40,16 @@ def results_dir(kind: str) -> Path:
     return ROOT / SITES[kind].get("LABNOTES_SITE_RESULTS", "docs/results")
 
 
-def run_mkdocs_build(out_dir: Path, env_overrides: dict[str, str]) -> subprocess.CompletedProcess:
+TRANSLATIONS = {"real": ("zh",)}  # the languages built beside a site's English pages, in <lang>/
+
+
+def run_mkdocs_build(out_dir: Path, env_overrides: dict[str, str],
+                     config: str = "mkdocs.yml") -> subprocess.CompletedProcess:
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1", "OMP_NUM_THREADS": "1", **env_overrides}
     for key in ("LABNOTES_SITE_PACKAGE", "LABNOTES_SITE_RESULTS"):
         if key not in env_overrides:
             env.pop(key, None)
-    return subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(out_dir)],
+    return subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-f", config, "-d", str(out_dir)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -63,6 +68,11 @@ def _build(kind: str) -> str | None:
     if result.returncode != 0:
         return (f"mkdocs build --strict of the {kind} site failed (exit {result.returncode}):\n"
                 f"{result.stdout}\n{result.stderr}")
+    for lang in TRANSLATIONS.get(kind, ()):  # after the English build, which empties its folder
+        result = run_mkdocs_build(_TMP / kind / lang, SITES[kind], config=f"mkdocs.{lang}.yml")
+        if result.returncode != 0:
+            return (f"mkdocs build --strict -f mkdocs.{lang}.yml of the {kind} site failed "
+                    f"(exit {result.returncode}):\n{result.stdout}\n{result.stderr}")
     return None
 
 
@@ -75,7 +85,8 @@ def site_pages(kind: str) -> list[str]:
                          for path in docs.rglob("*.md") if "results" not in path.relative_to(docs).parts[:-1]
                          and not (kind != "real" and path.relative_to(docs).as_posix() in REAL_SITE_ONLY))
     names = discover_pages(package_dir(kind))
-    return handwritten + [f"{name}.html" for name in names] + [f"reference/{name}.html" for name in names]
+    english = handwritten + [f"{name}.html" for name in names] + [f"reference/{name}.html" for name in names]
+    return english + [f"{lang}/{page}" for lang in TRANSLATIONS.get(kind, ()) for page in english]
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from labnotes.site.render import load_site
-from sitebuild import ROOT, SITES, package_dir, results_dir, served_site, site_pages
+from sitebuild import ROOT, SITES, TRANSLATIONS, package_dir, results_dir, served_site, site_pages
 
 pytestmark = pytest.mark.browser
 
@@ -153,9 +153,10 @@ def test_page_in_browser(browser, kind, path):
                     assert table["table"] <= table["visible"] + 1 or table["scrolls"] == "auto", \
                         f"{where}: {box['anchor']} has a table that is cut off"
 
-            if literate is not None and path == _screenshot_page():
+            if literate is not None and path in _screenshot_pages():
                 ARTIFACTS.mkdir(exist_ok=True)
-                page.screenshot(path=str(ARTIFACTS / f"{Path(path).stem}-{width}.png"), full_page=True)
+                name = path.removesuffix(".html").replace("/", "-")  # mlm-1600.png, zh-mlm-1600.png
+                page.screenshot(path=str(ARTIFACTS / f"{name}-{width}.png"), full_page=True)
 
         if literate is not None:  # these scroll the page: after the screenshots, at full width
             page.set_viewport_size({"width": WIDE, "height": 900})
@@ -170,7 +171,11 @@ def test_page_in_browser(browser, kind, path):
 
 
 def _literate_page(kind: str, path: str):
-    """The LiteratePage behind `path`, or None for hand-written and reference pages."""
+    """The LiteratePage behind `path` (in any language: the same sections, anchors and code), or
+    None for hand-written and reference pages."""
+    lang, _, rest = path.partition("/")
+    if rest and lang in TRANSLATIONS.get(kind, ()):
+        path = rest
     if "/" in path:
         return None
     name = path.removesuffix(".html")
@@ -180,6 +185,12 @@ def _literate_page(kind: str, path: str):
 
 def _screenshot_page() -> str:
     return "mlm.html" if "mlm.html" in site_pages("real") else "toypaper.html"
+
+
+def _screenshot_pages() -> list[str]:
+    """The MLM page in every language (screenshots at both widths go to test-artifacts/)."""
+    page = _screenshot_page()
+    return [page] + [f"{lang}/{page}" for lang in TRANSLATIONS.get("real", ()) if page == "mlm.html"]
 
 
 def _check_copy_buttons(page, literate, where: str) -> None:
@@ -264,3 +275,64 @@ def test_site_works_opened_as_plain_files(browser):
         assert not errors, errors
     finally:
         context.close()
+
+
+# --------------------------------------------------------------------------- the Chinese edition
+
+
+def _chinese_edition_or_skip() -> None:
+    if "zh/mlm.html" not in site_pages("real"):
+        pytest.skip("the real site has no Chinese MLM page")
+
+
+def test_language_switch_lands_on_the_same_page_and_section(browser):
+    _chinese_edition_or_skip()
+    section = next(section for section in _literate_page("real", "mlm.html").sections[2:] if section.heading)
+    visit = Visit(browser, served_site("real"), f"mlm.html#{section.anchor}", WIDE)
+    try:
+        page = visit.page
+        assert page.evaluate("document.documentElement.lang") == "en"
+        page.locator(".md-header__option .md-select").hover()
+        page.locator('a.ln-language[hreflang="zh"]').click()
+        page.wait_for_url(re.compile(r".*/zh/mlm\.html#" + re.escape(section.anchor) + "$"), timeout=15000)
+        page.wait_for_load_state("load")
+        assert page.evaluate("document.documentElement.lang") == "zh"
+        heading = page.locator(f"#{section.anchor}").inner_text()
+        assert re.search(r"[\u4e00-\u9fff]", heading), f"the section's heading is not in Chinese: {heading!r}"
+        page.locator(".md-header__option .md-select").hover()  # and back, to the same section
+        page.locator('a.ln-language[hreflang="en"]').click()
+        page.wait_for_url(re.compile(r".*/mlm\.html#" + re.escape(section.anchor) + "$"), timeout=15000)
+        page.wait_for_load_state("load")
+        assert "/zh/" not in page.url and page.evaluate("document.documentElement.lang") == "en"
+        assert not visit.errors and not visit.external
+    finally:
+        visit.close()
+
+
+def test_chinese_pages_are_chinese_with_chinese_interface(browser):
+    _chinese_edition_or_skip()
+    visit = Visit(browser, served_site("real"), "zh/mlm.html", WIDE)
+    try:
+        page = visit.page
+        assert page.evaluate("document.documentElement.lang") == "zh"
+        title = page.locator("h1").first.inner_text()
+        assert re.search(r"[\u4e00-\u9fff]", title), title
+        # Material's own words come in Chinese on Chinese pages (theme.language: zh)
+        placeholder = page.locator("input.md-search__input").get_attribute("placeholder")
+        assert re.search(r"[\u4e00-\u9fff]", placeholder or ""), placeholder
+        assert page.evaluate("document.fonts.check('16px \"Noto Sans CJK SC\"', '掩码')") or \
+            page.evaluate("document.fonts.check('16px sans-serif', '掩码')")
+        assert not visit.errors and not visit.external
+    finally:
+        visit.close()
+
+
+def test_search_finds_a_chinese_word(browser):
+    _chinese_edition_or_skip()
+    visit = Visit(browser, served_site("real"), "zh/index.html", WIDE)
+    try:
+        results = _search(visit.page, "掩码")
+        assert any("掩码语言模型" in text for text in results), results
+        assert not visit.errors and not visit.external
+    finally:
+        visit.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -34,6 +35,26 @@ _spec.loader.exec_module(sync_notebooks)
 def test_notebooks_are_in_sync_with_the_literate_files():
     problems = sync_notebooks.out_of_date(ROOT)
     assert not problems, "\n".join(problems) + "\nrun `make notebooks` to regenerate them"
+
+
+def test_chinese_notebooks_are_in_sync_with_the_literate_files_and_translations():
+    problems = sync_notebooks.out_of_date(ROOT, "zh")
+    assert not problems, "\n".join(problems) + "\nrun `make notebooks` to regenerate them"
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_chinese_notebook_runs_the_same_code_with_chinese_notes(name):
+    """notebooks/zh/<page>.ipynb: a Chinese title cell, then the English notebook's cells with the
+    notes in Chinese and every code cell unchanged (so the execution tests below cover it)."""
+    english = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+    chinese = nbformat.read(ROOT / "notebooks" / "zh" / f"{name}.ipynb", as_version=4)
+    assert chinese.cells[0].cell_type == "markdown" and chinese.cells[0].source.startswith("# ")
+    rest = chinese.cells[1:]
+    assert [cell.cell_type for cell in rest] == [cell.cell_type for cell in english.cells]
+    assert [cell.source for cell in rest if cell.cell_type == "code"] == \
+        [cell.source for cell in english.cells if cell.cell_type == "code"]
+    notes = [cell.source for cell in chinese.cells if cell.cell_type == "markdown"]
+    assert all(re.search(r"[\u4e00-\u9fff]", text) for text in notes), f"{name}: a notes cell has no Chinese"
 
 
 @pytest.mark.parametrize("name", PAGES)

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from labnotes.site.render import discover_pages
-from sitebuild import FIXTURES, ROOT, SITES, built_site, package_dir, run_mkdocs_build, site_pages
+from sitebuild import FIXTURES, ROOT, SITES, TRANSLATIONS, built_site, package_dir, run_mkdocs_build, site_pages
 
 KINDS = list(SITES)
 
@@ -65,6 +65,8 @@ def test_every_page_is_built(kind):
         assert (site / page).is_file(), page
     for name in discover_pages(package_dir(kind)):
         assert (site / "notebooks" / f"{name}.ipynb").is_file()
+        for lang in TRANSLATIONS.get(kind, ()):
+            assert (site / lang / "notebooks" / f"{name}.ipynb").is_file()
 
 
 @pytest.mark.parametrize("kind", KINDS)

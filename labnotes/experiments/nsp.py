@@ -216,8 +216,10 @@ def results_table(rows: dict[str, dict[str, float]], sizes: dict[str, int]) -> s
     cells = [[name] + [f"{100 * row[key]:.1f}%" if key in row else "—" for key in COLUMNS]
              for name, row in rows.items()]
     # text_blind_baselines scores 20 × eval_pairs pairs; a twin set holds 2 × eval_pairs
-    note = (f"\nTest pairs: {sizes['nsp']} and {sizes['nsp_same_document']} twins (a 95% interval "
-            "of about ±2.2 points). The lengths-only classifiers are scored on "
+    note = (f"\nTest pairs: {sizes['nsp']} (other-document negatives) and "
+            f"{sizes['nsp_same_document']} (same-document negatives), each set half positives and "
+            "half their negative twins (a 95% interval of about ±2.2 points). The lengths-only "
+            "classifiers are scored on "
             f"{10 * sizes['nsp']} held-out pairs drawn as in training instead: twins share "
             "their lengths by construction.\n")
     return markdown_table(header, cells + [["chance", "50.0%", "50.0%"]]) + note

@@ -10,6 +10,11 @@
     on_post_page  render math with KaTeX (server-side)
     on_post_build write search/search_index.js, so search also works from files (file://)
 
+A translated build (mkdocs.zh.yml: `extra.labnotes_language: zh`, site_dir site/zh) renders the
+same pages from the same sources with the notes of translations/zh/ (labnotes/site/i18n.py): a
+missing or stale translation stops the build, naming the page and block. Both builds expand
+`<!-- glossary -->` and `<!-- mistranslations -->` from translations/zh/glossary.toml.
+
 Two environment variables point the hook elsewhere, for the renderer's own tests:
 LABNOTES_SITE_PACKAGE (default: labnotes) and LABNOTES_SITE_RESULTS (default: docs/results).
 A site built over another package leaves out the hand-written pages that are about labnotes'
@@ -31,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # mkdocs loads this file by path; make `labnotes` importable
     sys.path.insert(0, str(ROOT))
 
+from labnotes.site import i18n  # noqa: E402
 from labnotes.site.katex import MathError, MathRenderer  # noqa: E402
 from labnotes.site.literate import RenderError  # noqa: E402
 from labnotes.site.notebooks import notebook_text, repository_url  # noqa: E402
@@ -44,6 +50,7 @@ IFRAME_WORKER = "assets/javascripts/iframe-worker.js"
 _site: Site | None = None
 _math: MathRenderer | None = None
 _generated: set[str] = set()
+_language: i18n.Localization | None = None
 
 
 def _root(config) -> Path:
@@ -55,18 +62,27 @@ def _other_package() -> bool:
     return os.environ.get("LABNOTES_SITE_PACKAGE", "labnotes") != "labnotes"
 
 
+def _lang(config) -> str:
+    return (config.extra or {}).get("labnotes_language", "en")
+
+
 def on_config(config):
-    global _site, _math
+    global _site, _math, _language
     root = _root(config)
     package_dir = root / os.environ.get("LABNOTES_SITE_PACKAGE", "labnotes")
     results_dir = root / os.environ.get("LABNOTES_SITE_RESULTS", Path(config.docs_dir, "results"))
+    _language = None
     try:
         _site = load_site(package_dir, results_dir, root=root)
         _math = MathRenderer(root)
-    except (RenderError, MathError) as error:
+        if _lang(config) != "en":
+            _language = i18n.Localization.load(root, _lang(config), package_dir, Path(config.docs_dir),
+                                               results_dir)
+            _site.language = _language
+    except (RenderError, MathError, ValueError) as error:
         raise PluginError(str(error)) from None
 
-    groups = {kind: [{page.front.title: f"{page.name}.md"} for page in _site.pages if page_kind(page) == kind]
+    groups = {kind: [{_site.title(page): f"{page.name}.md"} for page in _site.pages if page_kind(page) == kind]
               for kind in ("shared", "paper", "experiment")}
     reference = [{f"{_site.module_prefix}.{page.name}": f"reference/{page.name}.md"} for page in _site.pages]
     fill = dict(zip(NAV_PLACEHOLDERS, (groups["shared"], groups["paper"], groups["experiment"], reference)))
@@ -82,6 +98,8 @@ def on_config(config):
                 continue
         nav.append(item)
     config.nav = nav
+    if _other_package():  # the renderer's fixture site has no other language to switch to
+        config.extra["alternate"] = []
 
     # Site search from files (file://): Material runs its search worker through this shim.
     polyfills = config.extra.setdefault("polyfills", [])
@@ -114,7 +132,7 @@ def on_files(files: Files, config) -> Files:
             add_generated(f"reference/{page.name}.md", render_reference(_site, page))
             add_generated(f"notebooks/{page.name}.ipynb",
                           notebook_text(page.path, package=_site.package, repo_url=repo_url,
-                                        page=page.name))
+                                        page=page.name, language=_language))
     except RenderError as error:
         raise PluginError(str(error)) from None
 
@@ -148,12 +166,17 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
         markdown = "\n".join(line for line in markdown.split("\n")
                               if not any(f"({uri})" in line for uri in REAL_SITE_ONLY))
     try:
+        if _language is not None:  # the page's translation, headings keeping the English anchors
+            title, markdown = _language.markdown_page(i18n.markdown_source(source, page.file.src_uri))
+            page.meta["title"] = title
+        markdown = i18n.expand_glossary(markdown, _root(config), _site.lang)
         markdown = PAGES_INDEX_MARKER.sub(lambda _: render_pages_index(_site), markdown)
         if RESULTS_INDEX_MARKER.search(markdown):
             markdown = RESULTS_INDEX_MARKER.sub(lambda _: render_results_index(_site, source=source), markdown)
         link_prefix = os.path.relpath("results", os.path.dirname(page.file.src_uri) or ".").replace(os.sep, "/")
-        return expand_results(markdown, _site.results_dir, source=source, link_prefix=link_prefix)
-    except RenderError as error:
+        return expand_results(markdown, _site.results_dir, source=source, link_prefix=link_prefix,
+                              language=_language)
+    except (RenderError, ValueError) as error:
         raise PluginError(str(error)) from None
 
 

@@ -60,13 +60,20 @@ def setup_cell_source(page: str, package: str = "labnotes", repo_url: str | None
 
 
 def notebook_text(path: Path, *, package: str = "labnotes", repo_url: str | None = None,
-                  page: str | None = None) -> str:
-    """The .ipynb text for one literate file (`page`: its page name, default the file's stem)."""
+                  page: str | None = None, language=None) -> str:
+    """The .ipynb text for one literate file (`page`: its page name, default the file's stem).
+
+    With `language` (an i18n.Localization), the notes cells are the page's translation and a
+    notes cell with the translated title and summary opens the notebook; the code is the same.
+    """
     notebook = jupytext.read(path, fmt="py:percent")
     cells = [nbformat.v4.new_code_cell(setup_cell_source(page or path.stem, package, repo_url))]
+    notes = iter(_translated_notes(path, page or path.stem, language)) if language is not None else None
+    if language is not None:
+        cells.insert(0, nbformat.v4.new_markdown_cell(next(notes)))
     for cell in notebook.cells:
         if cell.cell_type == "markdown":
-            new = nbformat.v4.new_markdown_cell(cell.source)
+            new = nbformat.v4.new_markdown_cell(next(notes) if notes is not None else cell.source)
         else:
             new = nbformat.v4.new_code_cell(cell.source)
         if cell.metadata.get("tags"):
@@ -81,3 +88,15 @@ def notebook_text(path: Path, *, package: str = "labnotes", repo_url: str | None
     result.nbformat_minor = 5
     nbformat.validate(result)
     return nbformat.writes(result, version=4) + "\n"
+
+
+def _translated_notes(path: Path, name: str, language) -> list[str]:
+    """The title cell, then each notes cell of the page in the translation's language."""
+    from .literate import read_page
+
+    page = read_page(path, name)
+    cells = [f"# {language.display_title(page)}\n\n{language.summary(page)}"]
+    for section in page.sections:
+        heading, notes = language.section(page, section)
+        cells.append(f"{'#' * section.heading_level} {heading}\n\n{notes}" if heading is not None else notes)
+    return cells

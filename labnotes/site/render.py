@@ -27,6 +27,7 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pygments.lexers.python import PythonLexer
 from pygments.token import STANDARD_TYPES, Name
@@ -45,6 +46,31 @@ PAGES_INDEX_MARKER = re.compile(r"^[ \t]*<!--\s*pages-index\s*-->[ \t]*$", re.M)
 FIGURE_SUFFIXES = (".svg", ".png")
 CONSTANT = re.compile(r"[A-Z][A-Z0-9_]*")
 
+# The words the renderer itself writes on a page, per language (the notes come from the page or
+# its translation, translations/<lang>/).
+STRINGS = {
+    "en": {
+        "notebook": "Notebook", "reference": "API reference", "source": "Source", "paper": "Paper",
+        "made_by": "Made by this command ([raw numbers]({href})):",
+        "shared": "Shared pieces", "papers": "Papers", "experiments": "Experiments",
+        "from": "From [{title}]({href})", "no_results": "No page shows stored results yet.",
+        "no_pages": "No pages yet.",
+        "reference_intro": "The functions and classes of [{title}](../{page}.md), generated from the "
+                           "module's docstrings and signatures.",
+        "permalink": "Permanent link",
+    },
+    "zh": {
+        "notebook": "笔记本", "reference": "API 参考", "source": "源文件", "paper": "论文",
+        "made_by": "由这条命令生成（[原始数据]({href})）：",
+        "shared": "共享组件", "papers": "论文", "experiments": "实验",
+        "from": "出自[{title}]({href})", "no_results": "还没有页面展示保存的结果。",
+        "no_pages": "还没有页面。",
+        "reference_intro": "[{title}](../{page}.md) 的函数和类，由模块的文档字符串和签名生成"
+                           "（文档字符串是代码的一部分，保留英文）。",
+        "permalink": "固定链接",
+    },
+}
+
 
 @dataclass
 class Site:
@@ -54,6 +80,22 @@ class Site:
     results_dir: Path
     pages: list[LiteratePage]
     symbols: dict[str, dict[str, str | None]] = field(default_factory=dict)  # page -> name -> anchor
+    language: Any = None                          # i18n.Localization for a translated site; None: English
+
+    @property
+    def lang(self) -> str:
+        return self.language.lang if self.language is not None else "en"
+
+    def text(self, key: str, **values: str) -> str:
+        """A string the renderer writes, in the site's language."""
+        return STRINGS[self.lang][key].format(**values)
+
+    def title(self, page: LiteratePage) -> str:
+        """The page's title in the site's language (the nav, indexes and links use it)."""
+        return self.language.title(page) if self.language is not None else page.front.title
+
+    def summary(self, page: LiteratePage) -> str:
+        return self.language.summary(page) if self.language is not None else page.front.summary
 
     def page(self, name: str) -> LiteratePage:
         return next(page for page in self.pages if page.name == name)
@@ -274,7 +316,8 @@ def _href(page: LiteratePage | None, target: str, anchor: str | None) -> str:
 # --------------------------------------------------------------------------- results
 
 
-def expand_results(markdown: str, results_dir: Path, *, source: Path, link_prefix: str = "results") -> str:
+def expand_results(markdown: str, results_dir: Path, *, source: Path, link_prefix: str = "results",
+                   language: Any = None) -> str:
     """Replace each `<!-- results: NAME -->` line with the stored results of NAME.
 
     The results live in `results_dir/NAME/` (docs/results/NAME/ in the repository), written
@@ -290,13 +333,14 @@ def expand_results(markdown: str, results_dir: Path, *, source: Path, link_prefi
     def replace(match: re.Match) -> str:
         name = match.group("name")
         line = _line_of(text, match.group(0).strip())
-        return render_results(name, results_dir, source=source, line=line, link_prefix=link_prefix)
+        return render_results(name, results_dir, source=source, line=line, link_prefix=link_prefix,
+                              language=language)
 
     return RESULTS_MARKER.sub(replace, markdown)
 
 
 def render_results(name: str, results_dir: Path, *, source: Path, line: int,
-                   link_prefix: str = "results") -> str:
+                   link_prefix: str = "results", language: Any = None) -> str:
     folder = results_dir / name
     # a figure named lecture-* belongs to the paper's lecture, which links it where it teaches
     figures = sorted(path for path in folder.glob("*") if path.suffix in FIGURE_SUFFIXES
@@ -309,12 +353,16 @@ def render_results(name: str, results_dir: Path, *, source: Path, line: int,
                                         f"run `labnotes experiment {name}` and keep its output there "
                                         "(the site build never trains)")
     table = (folder / "table.md").read_text(encoding="utf-8").strip()
+    if language is not None:  # headings and captions in the site's language
+        table = language.table(table, where=f"{folder / 'table.md'}")
     command = (folder / "command.txt").read_text(encoding="utf-8").strip()
     prefix = posixpath.join(link_prefix, name)
     images = "\n".join(f"![{name}: {path.stem.replace('_', ' ')}]({prefix}/{path.name})" for path in figures)
+    made_by = STRINGS[language.lang if language is not None else "en"]["made_by"].format(
+        href=f"{prefix}/results.json")
     return (
         f'<div class="ln-results" markdown="1">\n\n{images}\n\n{table}\n\n'
-        f'Made by this command ([raw numbers]({prefix}/results.json)):\n\n'
+        f'{made_by}\n\n'
         f"```console\n$ {command}\n```\n\n</div>"
     )
 
@@ -337,13 +385,15 @@ def render_results_index(site: Site, *, source: Path) -> str:
     parts = []
     for page in site.pages:
         for name, anchor in results_markers(page):
-            parts.append(f"## {page.front.title}\n\nFrom [{page.front.title}]({page.name}.md#{anchor})"
+            title = site.title(page)
+            parts.append(f"## {title}\n\n" + site.text("from", title=title, href=f"{page.name}.md#{anchor}")
                          + (f" ({page.front.paper}, arXiv:{page.front.arxiv})" if page.front.paper else "")
-                         + ".\n\n" + render_results(name, site.results_dir, source=page.path,
-                                                    line=_line_of(page.path.read_text(encoding="utf-8"),
-                                                                  f"results: {name}")))
+                         + ("。" if site.lang == "zh" else ".") + "\n\n"
+                         + render_results(name, site.results_dir, source=page.path,
+                                          line=_line_of(page.path.read_text(encoding="utf-8"), f"results: {name}"),
+                                          language=site.language))
     if not parts:
-        return "No page shows stored results yet."
+        return site.text("no_results")
     return "\n\n".join(parts)
 
 
@@ -352,17 +402,18 @@ def render_results_index(site: Site, *, source: Path) -> str:
 
 def render_pages_index(site: Site) -> str:
     """What `<!-- pages-index -->` becomes: the shared pages, then the papers, with summaries."""
-    groups = [("Shared pieces", [page for page in site.pages if page_kind(page) == "shared"]),
-              ("Papers", [page for page in site.pages if page_kind(page) == "paper"]),
-              ("Experiments", [page for page in site.pages if page_kind(page) == "experiment"])]
+    groups = [(site.text("shared"), [page for page in site.pages if page_kind(page) == "shared"]),
+              (site.text("papers"), [page for page in site.pages if page_kind(page) == "paper"]),
+              (site.text("experiments"), [page for page in site.pages if page_kind(page) == "experiment"])]
+    colon = "：" if site.lang == "zh" else ": "
     parts = []
     for title, pages in groups:
         if pages:
-            items = [f"- [{page.front.title}]({page.name}.md)"
+            items = [f"- [{site.title(page)}]({page.name}.md)"
                      + (f" ({page.front.paper.split('.')[0]}, arXiv:{page.front.arxiv})" if page.front.paper else "")
-                     + f": {page.front.summary}" for page in pages]
+                     + f"{colon}{site.summary(page)}" for page in pages]
             parts.append(f"### {title}\n\n" + "\n".join(items))
-    return "\n\n".join(parts) or "No pages yet."
+    return "\n\n".join(parts) or site.text("no_pages")
 
 
 def _yaml(value: str) -> str:
@@ -372,30 +423,37 @@ def _yaml(value: str) -> str:
 def render_page(site: Site, page: LiteratePage) -> str:
     """The Markdown of one literate page: front matter, a header, then one block per section."""
     front = page.front
-    meta = [("title", front.title), ("description", front.summary)]
+    language = site.language
+    display_title = language.display_title(page) if language is not None else page.display_title
+    summary = site.summary(page)
+    meta = [("title", site.title(page)), ("description", summary)]
     if front.is_paper:
         meta += [("paper", front.paper), ("arxiv", front.arxiv)]
     meta.append(("source", _relative_source(site, page)))
     lines = ["---", *(f"{key}: {_yaml(value)}" for key, value in meta), "---", ""]
 
-    header = [f"# {page.display_title}", "", front.summary]
+    colon = "：" if site.lang == "zh" else ": "
+    header = [f"# {display_title}", "", summary]
     if front.is_paper:
-        header += ["", f'<p class="ln-paper" markdown="1">**Paper:** {front.paper} · '
+        header += ["", f'<p class="ln-paper" markdown="1">**{site.text("paper")}{colon.strip()}** {front.paper} · '
                        f"[arXiv:{front.arxiv}]({front.arxiv_url})</p>"]
-    header += ["", f'<p class="ln-links" markdown="1">[Notebook](notebooks/{page.name}.ipynb) · '
-                   f"[API reference](reference/{page.name}.md) · Source: `{_relative_source(site, page)}`</p>"]
+    header += ["", f'<p class="ln-links" markdown="1">[{site.text("notebook")}](notebooks/{page.name}.ipynb) · '
+                   f'[{site.text("reference")}](reference/{page.name}.md) · '
+                   f'{site.text("source")}{colon}`{_relative_source(site, page)}`</p>']
     lines += ['<div class="ln-page" markdown="1">', ""]
     lines += _section_html("ln-section ln-header", "\n".join(header),
                            highlight(site, page, page.preamble) if page.preamble else "")
     for section in page.sections:
-        notes = expand_results(section.notes, site.results_dir, source=page.path)
+        heading_text, notes = (section.heading, section.notes) if language is None else \
+            language.section(page, section)
+        notes = expand_results(notes, site.results_dir, source=page.path, language=language)
         if section.heading is not None:  # the heading carries the id and its ¶ permalink
-            heading = f"{'#' * section.heading_level} {section.heading} {{#{section.anchor}}}"
+            heading = f"{'#' * section.heading_level} {heading_text} {{#{section.anchor}}}"
             notes = f"{heading}\n\n{notes}"
         else:  # no heading: an anchor of its own (not on <section>: Material names code blocks
                # after their closest ancestor with an id, which must not be shared)
             permalink = (f'<div class="ln-permalink" id="{section.anchor}"><a class="headerlink" '
-                         f'href="#{section.anchor}" title="Permanent link">¶</a></div>')
+                         f'href="#{section.anchor}" title="{site.text("permalink")}">¶</a></div>')
             notes = f"{permalink}\n\n{notes}"
         code = highlight(site, page, section.code) if section.code_cells else ""
         # a section that shows stored results spans the page: tables and figures need the width
@@ -442,7 +500,6 @@ def render_reference(site: Site, page: LiteratePage) -> str:
     return "\n".join([
         "---", f"title: {_yaml('API: ' + module)}", "---", "",
         f"# `{module}`", "",
-        f"The functions and classes of [{page.front.title}](../{page.name}.md), "
-        "generated from the module's docstrings and signatures.", "",
+        site.text("reference_intro", title=site.title(page), page=page.name), "",
         f"::: {module}", "",
     ])
