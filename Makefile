@@ -22,7 +22,7 @@ install: $(STAMP)
 test: site-deps
 	# Two test processes of one thread each: on a 2-core machine this is about twice as fast as
 	# one process, and two processes of two threads each would slow each other down.
-	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q -n 2
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --durations=25
 
 clean:
 	rm -rf $(VENV) site build

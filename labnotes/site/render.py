@@ -39,7 +39,7 @@ NOT_PAGES = {"__init__", "__main__", "cli", "registry", "site"}
 EXPERIMENTS = "experiments"  # pages named `experiments.NAME` live in labnotes/experiments/NAME.py
 # Hand-written pages about labnotes' own papers (they link the paper pages by name): a site
 # built over another package (the renderer's tests) leaves them out.
-REAL_SITE_ONLY = ("map.md",)
+REAL_SITE_ONLY = ("map.md", "glossary.md")
 RESULTS_MARKER = re.compile(r"^[ \t]*<!--\s*results:\s*(?P<name>[A-Za-z0-9_.-]+)\s*-->[ \t]*$", re.M)
 RESULTS_INDEX_MARKER = re.compile(r"^[ \t]*<!--\s*results-index\s*-->[ \t]*$", re.M)
 PAGES_INDEX_MARKER = re.compile(r"^[ \t]*<!--\s*pages-index\s*-->[ \t]*$", re.M)
