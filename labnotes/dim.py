@@ -69,29 +69,37 @@ from labnotes.transformer import Encoder, EncoderConfig, LMHead
 # marginals $p(a)\,p(b)$, the **negatives**. All three bounds read this one matrix.
 #
 # - **InfoNCE** (van den Oord et al., 2018, arXiv:1807.03748): for each row, a softmax over
-#   its $N$ candidates, with the positive as the right answer. The loss is the cross-entropy
-#   with targets on the diagonal, and
-#   $$I(A; B) \ge \log N - \mathcal{L}_{\text{NCE}}.$$
-#   Because a cross-entropy is never negative, this estimate is **never above $\log N$**: with
-#   $N = 256$ candidates (the positive and 255 negatives) it cannot report more than
-#   $\log 256 \approx 5.5$ nats, however dependent the views are. Its variance is low.
+#     its $N$ candidates, with the positive as the right answer. The loss is the cross-entropy
+#     with targets on the diagonal, and
+#
+#     $$I(A; B) \ge \log N - \mathcal{L}_{\text{NCE}}.$$
+#
+#     Because a cross-entropy is never negative, this estimate is **never above $\log N$**: with
+#     $N = 256$ candidates (the positive and 255 negatives) it cannot report more than
+#     $\log 256 \approx 5.5$ nats, however dependent the views are. Its variance is low.
+#
 # - **Donsker-Varadhan** (the bound behind MINE, Belghazi et al., 2018, arXiv:1801.04062):
-#   $$I(A; B) \ge \mathbb{E}_{p(a,b)}[T] - \log \mathbb{E}_{p(a)p(b)}[e^{T}].$$
-#   It has no $\log N$ ceiling, but the second term is the log of a mean of exponentials, which
-#   a few large scores among the negatives dominate: its estimates from one batch vary a lot.
-#   They are also biased. For a fixed critic the inequality holds with the true expectation;
-#   a batch replaces it by the mean over its negatives, and since the log is concave, the
-#   expected log of that mean is below the log of the true mean (Jensen's inequality). So the
-#   batch estimate is biased *upward*: averaged over many batches it lies above the bound it
-#   estimates, and can lie above the true MI. The bias shrinks as the batch has more negatives.
+#
+#     $$I(A; B) \ge \mathbb{E}_{p(a,b)}[T] - \log \mathbb{E}_{p(a)p(b)}[e^{T}].$$
+#
+#     It has no $\log N$ ceiling, but the second term is the log of a mean of exponentials, which
+#     a few large scores among the negatives dominate: its estimates from one batch vary a lot.
+#     They are also biased. For a fixed critic the inequality holds with the true expectation;
+#     a batch replaces it by the mean over its negatives, and since the log is concave, the
+#     expected log of that mean is below the log of the true mean (Jensen's inequality). So the
+#     batch estimate is biased *upward*: averaged over many batches it lies above the bound it
+#     estimates, and can lie above the true MI. The bias shrinks as the batch has more negatives.
+#
 # - **Jensen-Shannon** (Deep InfoMax, arXiv:1808.06670, after Nowozin et al.'s f-GAN): a
-#   binary classifier that tells positives from negatives,
-#   $$\mathcal{L}_{\text{JSD}} = \mathbb{E}_{p(a,b)}[\operatorname{sp}(-T)] + \mathbb{E}_{p(a)p(b)}[\operatorname{sp}(T)],$$
-#   with the softplus $\operatorname{sp}(z) = \log(1 + e^z)$.
-#   It does not bound $I$ itself, but its best critic is the log density ratio
-#   $\log \frac{p(a,b)}{p(a)p(b)}$, whose mean over positives *is* $I$; it is stable and needs
-#   few negatives. To read an MI number off a critic trained this way we plug it into the DV
-#   bound, and the reading then has DV's variance (the figure below shows both).
+#     binary classifier that tells positives from negatives,
+#
+#     $$\mathcal{L}_{\text{JSD}} = \mathbb{E}_{p(a,b)}[\operatorname{sp}(-T)] + \mathbb{E}_{p(a)p(b)}[\operatorname{sp}(T)],$$
+#
+#     with the softplus $\operatorname{sp}(z) = \log(1 + e^z)$.
+#     It does not bound $I$ itself, but its best critic is the log density ratio
+#     $\log \frac{p(a,b)}{p(a)p(b)}$, whose mean over positives *is* $I$; it is stable and needs
+#     few negatives. To read an MI number off a critic trained this way we plug it into the DV
+#     bound, and the reading then has DV's variance (the figure below shows both).
 #
 # `candidates` marks which entries of a row may be used as negatives (the diagonal is always a
 # candidate). On Gaussians every off-diagonal pair is a negative; for text, an n-gram that

@@ -37,7 +37,7 @@ RAW_MATH_JS = r"""() => {
     acceptNode: (node) => node.parentElement.closest('pre, code, .katex, script, style')
       ? NodeFilter.FILTER_REJECT : NodeFilter.FILTER_ACCEPT});
   const raw = [];
-  const pattern = /\$\$|\$[^\s$][^$]*\$|\\\(|\\\)|\\\[|\\\]/;
+  const pattern = /\$|\\\(|\\\)|\\\[|\\\]/;  // any $ left in prose (the pages quote no prices)
   while (walker.nextNode()) {
     if (pattern.test(walker.currentNode.textContent)) raw.push(walker.currentNode.textContent.trim().slice(0, 80));
   }
