@@ -196,17 +196,22 @@ def build_parser() -> Parser:
     generate.add_argument("--device", default="auto")
 
     translations = commands.add_parser(
-        "translations", help="what the site's translation lacks; start or stamp a page's translation")
-    translations.add_argument("action", nargs="?", default="status", choices=("status", "skeleton", "stamp"),
-                              help="status (default): list missing and stale blocks, exit 1 if any; "
-                                   "skeleton PAGE: print the page's translation file with every missing "
-                                   "block as English under a TODO marker (--write: into the file); "
-                                   "stamp PAGE KEY: record that block KEY matches the current English")
-    translations.add_argument("page", nargs="?", help="a page's file on the site, e.g. mlm.md or index.md")
-    translations.add_argument("key", nargs="?", help="a block: title, top, or a section's anchor")
+        "translations",
+        help="what the site's translation lacks; start or stamp a page's translation")
+    translations.add_argument(
+        "action", nargs="?", default="status", choices=("status", "skeleton", "stamp"),
+        help="status (default): list missing and stale blocks, exit 1 if any; skeleton PAGE: "
+             "print the page's translation file with every missing block as English under a "
+             "TODO marker (--write: into the file); stamp PAGE KEY: record that block KEY "
+             "matches the current English")
+    translations.add_argument("page", nargs="?",
+                              help="a page's file on the site, e.g. mlm.md or index.md")
+    translations.add_argument("key", nargs="?",
+                              help="a block: title, top, or a section's anchor")
     translations.add_argument("--lang", default="zh", help="the language (default zh)")
     translations.add_argument("--write", action="store_true", help="skeleton: write the file")
-    translations.add_argument("--root", type=Path, default=Path("."), help="the repository (default .)")
+    translations.add_argument("--root", type=Path, default=Path("."),
+                              help="the repository (default .)")
 
     bench = commands.add_parser("bench",
                                 help="training throughput against a Hugging Face reference")
@@ -394,7 +399,8 @@ def command_translations(parser: Parser, args: argparse.Namespace) -> int:
         return 0
     if not args.key or source.block(args.key) is None:
         keys = ", ".join(block.key for block in source.blocks)
-        parser.subcommands["translations"].error(f"stamp needs a KEY of {source.name}: one of {keys}")
+        parser.subcommands["translations"].error(
+            f"stamp needs a KEY of {source.name}: one of {keys}")
     i18n.stamp(path, args.key, source.block(args.key).hash)
     print(f"{path}: {args.key} stamped", file=sys.stderr)
     return 0
