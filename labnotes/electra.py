@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,9 +44,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from labnotes.contrastive import load_start, trained_start
 from labnotes.mlm import IGNORE, mask_tokens
 from labnotes.tokenizer import CorpusConfig, PAD_ID, SPECIAL_TOKENS, prepare_blocks
-from labnotes.training import QUICK, TrainConfig, make_quick, share_of_step, task_settings, train
+from labnotes.training import (QUICK, QUICK_STEPS, CheckpointError, TrainConfig, make_quick,
+                               share_of_step, task_settings, train)
 from labnotes.transformer import Embeddings, Encoder, EncoderConfig, init_weights
 
 # %% [markdown]
@@ -348,11 +351,56 @@ class ELECTRA(nn.Module):
 
 
 # %% [markdown]
+# ## The warm start: the discriminator begins as an MLM encoder
+#
+# Trained jointly from random weights at this page's scale, the discriminator does not learn:
+# it settles on answering "original" everywhere (the evidence below). §3.2 of the paper knows
+# the failure: in its two-stage variant, a discriminator that did *not* start from the
+# generator's weights "would sometimes fail to learn at all beyond the majority class". Its
+# cure is to begin the discriminator from a network that already knows what fits where. Ours
+# is that idea, on our sizes: the **discriminator starts from the encoder of a masked language
+# model** of its own size (blocks, embeddings, everything but the MLM head), and then ELECTRA
+# trains both networks jointly as usual. The generator is narrower, so it cannot take the MLM's
+# blocks; it starts from random blocks but reads the MLM's embeddings, which the two share.
+# The discriminator's head is new (random), so the first evaluation sits at chance.
+#
+# Where the MLM comes from: `--set init=DIR` names the folder of a `labnotes train mlm` run;
+# otherwise the page trains one first, `warm_start_steps` steps of the [MLM page](mlm.md)'s
+# recipe on the same corpus and encoder shape, and keeps it in the labnotes cache. Both are the
+# [Contrastive page's](contrastive.md#starting-from-an-mlm) loaders, reused: the same corpus
+# checks, the same cache (a default ELECTRA run and a default SimCSE run share one start).
+# `warm_start_steps=0` without `init` is the paper's joint recipe from random weights. The MLM
+# stage is part of this run's compute: `summary.json` records its steps beside ELECTRA's.
+# An `init` run of another shape (width, depth, heads, vocabulary) is refused, not adapted:
+# the discriminator must be exactly the encoder it names.
+
+# %%
+def load_warm_start(model: ELECTRA, folder: Path, corpus: CorpusConfig,
+                    shape: EncoderConfig) -> int:
+    """Copy the MLM run's encoder in `folder` into the discriminator (and so the shared
+    embeddings); returns the MLM's steps. Refuses an encoder of another shape."""
+    theirs, weights = load_start(folder, corpus, page="ELECTRA's warm start")
+    differ = [f"{name} {getattr(theirs, name)} (this run: {getattr(shape, name)})"
+              for name in ("vocab_size", "max_len", "dim", "layers", "heads", "ffn_dim",
+                           "num_segments") if getattr(theirs, name) != getattr(shape, name)]
+    if differ:
+        raise CheckpointError(f"--set init={folder}: its encoder differs from this run's "
+                              f"discriminator: {', '.join(differ)}; pass an MLM run of the "
+                              "same shape or set model.* to match it")
+    model.encoder.load_state_dict(weights)  # in place: the generator still shares the table
+    return int(json.loads((Path(folder) / "config.json").read_text())["train"]["steps"])
+
+
+# %% [markdown]
 # ## Configuration
 #
 # The discriminator is the site's default encoder (2 layers, width 128) with the MLM page's
-# training settings — no dropout, learning rate $2 \times 10^{-3}$, blocks packed across
-# documents — so that the two pages compare at equal size, data and optimiser.
+# data settings — no dropout, blocks packed across documents — so that the two pages compare
+# at equal size and data. The default is the warm start: 1200 MLM steps (half the MLM page's
+# default run), then 400 ELECTRA steps at a learning rate of $10^{-3}$, half the MLM's, since
+# the encoder is already trained. The paper's joint recipe from random weights, which this
+# page ran before, is `--set warm_start_steps=0 --set train.steps=1500 --set train.lr=2e-3`
+# (`JOINT_RECIPE`).
 # `generator_fraction` is the switch for the generator's width (0.25, 0.5 or 1.0 of the
 # discriminator's). `mlm_weight=0` switches the generator's loss off, which a test uses to
 # show that no gradient reaches the generator from the discriminator.
@@ -364,7 +412,9 @@ class ElectraConfig:
     # the discriminator
     model: EncoderConfig = field(default_factory=lambda: EncoderConfig(dropout=0.0))
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=1500, lr=2e-3, eval_every=250, checkpoint_every=250))
+        steps=400, lr=1e-3, eval_every=50, checkpoint_every=200))
+    init: str | None = None  # a `labnotes train mlm` run folder to start the discriminator from
+    warm_start_steps: int = 1200  # without init: train an MLM of this many steps first; 0: none
     generator_fraction: float = 0.25  # generator width / discriminator width
     mask_rate: float = 0.15
     mask_token_prob: float = 0.85
@@ -377,6 +427,18 @@ class ElectraConfig:
     def __post_init__(self) -> None:
         if not 0.0 < self.generator_fraction <= 1.0:
             raise ValueError(f"generator_fraction must be in (0, 1], got {self.generator_fraction}")
+        if self.warm_start_steps < 0:
+            raise ValueError(f"warm_start_steps must be 0 or more, got {self.warm_start_steps}")
+
+
+JOINT_RECIPE = {"warm_start_steps": 0, "train.steps": 1500, "train.lr": 2e-3}  # from scratch
+
+
+def quick_config(config: ElectraConfig) -> ElectraConfig:
+    """The quick mode (notebooks' check): a short run, and a short MLM start if any."""
+    make_quick(config)
+    config.warm_start_steps = min(config.warm_start_steps, QUICK_STEPS)
+    return config
 
 
 # %% [markdown]
@@ -406,10 +468,18 @@ class ElectraTask:
         torch.manual_seed(config.train.seed)
         self.model = ELECTRA(config.model, generator_fraction=config.generator_fraction,
                              mlm_weight=config.mlm_weight, disc_weight=config.disc_weight)
+        self.warm_start_steps = 0
+        if config.init or config.warm_start_steps:
+            folder = (Path(config.init) if config.init
+                      else trained_start(config, config.warm_start_steps))
+            self.warm_start_steps = load_warm_start(self.model, folder, config.corpus,
+                                                    config.model)
         count = min(config.eval_blocks, len(self.valid_blocks))
         fixed = torch.Generator().manual_seed(1234)
         self.valid_inputs, self.valid_labels = self.mask(self.valid_blocks, fixed, slice(0, count))
         self.valid_padding = self.valid_blocks.input_ids[:count] != PAD_ID
+        # the positions the generator may fill: AUC ranks these only
+        self.valid_candidates = self.valid_padding & ~self.valid_blocks.special_tokens_mask[:count].bool()
         self.valid_noise = torch.rand(self.valid_inputs.shape, generator=fixed)
 
     def mask(self, blocks: Any, generator: torch.Generator, rows: Any) -> tuple[Tensor, Tensor]:
@@ -451,8 +521,10 @@ class ElectraTask:
         return out["loss"], metrics
 
     def evaluate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
-        return evaluate_electra(model, self.valid_inputs, self.valid_labels, self.valid_padding,
-                                self.valid_noise, device)
+        result = evaluate_electra(model, self.valid_inputs, self.valid_labels,
+                                  self.valid_padding, self.valid_noise, device,
+                                  candidates=self.valid_candidates)
+        return {**result, "warm_start_steps": self.warm_start_steps}
 
 
 def detection_counts(out: dict[str, Tensor]) -> dict[str, int]:
@@ -470,11 +542,37 @@ def detection_counts(out: dict[str, Tensor]) -> dict[str, int]:
     return counts
 
 
+def replaced_auc(scores: Tensor, replaced: Tensor) -> float:
+    """P(a random replaced token scores above a random original one), ties counting one half:
+    the rank-sum (Mann-Whitney) form of the ROC AUC. NaN if either class is empty."""
+    scores, replaced = scores.detach().double().flatten(), replaced.flatten().bool()
+    positives, negatives = int(replaced.sum()), int((~replaced).sum())
+    if positives == 0 or negatives == 0:
+        return float("nan")
+    ordered, order = scores.sort()
+    _, counts = torch.unique_consecutive(ordered, return_counts=True)
+    last = counts.cumsum(0).double()  # 1-based rank of each tie group's last member
+    mean_rank = (last - (counts.double() - 1) / 2).repeat_interleave(counts)
+    ranks = torch.empty_like(scores)
+    ranks[order] = mean_rank  # tied scores share their mean rank
+    rank_sum = ranks[replaced].sum().item()
+    return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
+
+
+def binary_entropy(fraction: float) -> float:
+    """H(p) in nats: the loss of the best constant answer, log-odds of p everywhere."""
+    if fraction <= 0.0 or fraction >= 1.0:
+        return 0.0
+    return -(fraction * math.log(fraction) + (1 - fraction) * math.log(1 - fraction))
+
+
 def evaluate_electra(model: nn.Module, inputs: Tensor, labels: Tensor, padding: Tensor,
-                     noise: Tensor, device: torch.device,
-                     batch_size: int = 128) -> dict[str, float]:
+                     noise: Tensor, device: torch.device, batch_size: int = 128,
+                     candidates: Tensor | None = None) -> dict[str, float]:
+    """Held-out metrics; `candidates` [B, T]: the positions AUC ranks (default: real tokens)."""
     totals: dict[str, float] = {}
-    mlm_sum = main_sum = main_count = 0.0
+    mlm_sum = main_sum = main_count = disc_sum = 0.0
+    ranked_scores, ranked_labels = [], []
     for start in range(0, len(inputs), batch_size):
         part = slice(start, start + batch_size)
         out = model(inputs[part].to(device), labels[part].to(device), padding[part].to(device),
@@ -485,6 +583,13 @@ def evaluate_electra(model: nn.Module, inputs: Tensor, labels: Tensor, padding: 
         main_count += int(out["main_count"])
         for key, value in detection_counts(out).items():
             totals[key] = totals.get(key, 0) + value
+        if "disc_logits" in out:  # the detector's loss over every real token, and its ranking
+            real, logits = out["real"], out["disc_logits"].float()
+            disc_sum += F.binary_cross_entropy_with_logits(
+                logits[real], out["replaced"][real].float(), reduction="sum").item()
+            ranked = (candidates[part].to(device) if candidates is not None else real) & real
+            ranked_scores.append(logits[ranked].cpu())
+            ranked_labels.append(out["replaced"][ranked].cpu())
     n = max(totals["selected"], 1)
     result = {"eval_mlm_loss": mlm_sum / n, "eval_main_loss": main_sum / max(main_count, 1),
               "eval_generator_accuracy": totals["generator_correct"] / n,
@@ -497,6 +602,9 @@ def evaluate_electra(model: nn.Module, inputs: Tensor, labels: Tensor, padding: 
             "eval_disc_precision": totals["true_positive"] / max(totals["predicted"], 1),
             "eval_disc_recall": totals["true_positive"] / max(totals["replaced"], 1),
             "baseline_disc_accuracy": 1.0 - result["eval_replaced_fraction"],
+            "eval_disc_auc": replaced_auc(torch.cat(ranked_scores), torch.cat(ranked_labels)),
+            "eval_disc_loss": disc_sum / max(totals["real"], 1),
+            "baseline_disc_loss": binary_entropy(result["eval_replaced_fraction"]),
         })
     return result
 
@@ -531,7 +639,7 @@ def show_detection(task: ElectraTask, rows: int = 1) -> list[str]:
 
 
 if __name__ == "__main__":
-    demo = make_quick(ElectraConfig()) if QUICK else ElectraConfig()  # LABNOTES_QUICK=1
+    demo = quick_config(ElectraConfig()) if QUICK else ElectraConfig()  # LABNOTES_QUICK=1
     demo_task = ElectraTask(demo)
     # overwrite: the notebook trains afresh each time it runs
     demo_summary = train(demo_task, demo.train, Path("runs/electra-notebook"), overwrite=True)
