@@ -727,39 +727,39 @@ if __name__ == "__main__":
 # argument says it should: 7.3% on a token next to a boundary, 6.1% one step further in, 4.4%
 # two steps in, and better on short spans than long ones (6.7% at 3 words, 5.9% at 6). At this
 # budget it even beats every model's MLM head (5.3–5.5%), which sees the whole block, by 0.7–0.9
-# points, more than the seed spread (0.3 at most): the SBO head was trained for exactly this
-# job, while an MLM head inside a run of `[MASK]`s has little to go on but its position. The
-# lead is all at the edges, though: two steps in, the SBO head (4.4%) falls below every MLM head
-# (4.8–5.0%). This is the paper's reason for SBO (§3.2): span-selection models build a span's
-# representation from its boundary tokens, and SBO helps most on such a task, coreference
+# points, more than the seed spread (0.3 at most in overall accuracy): the SBO head was trained for
+# exactly this job, while an MLM head inside a run of `[MASK]`s has little to go on but its
+# position. The lead is all at the edges, though: two steps in, the SBO head (4.4%) falls below
+# every MLM head (4.8–5.0%). This is the paper's reason for SBO (§3.2): span-selection models build
+# a span's representation from its boundary tokens, and SBO helps most on such a task, coreference
 # (Table 7: 76.3 → 79.0).
 #
 # **What did not: the masking scheme's effect on span prediction (Table 6) and SBO's on the
 # encoder (Table 7).** All four MLM heads fill held-out spans at 5.3–5.5%, 1.4–1.6 points above
 # the baseline, with no exact matches, and their differences are within the seed spread (up to
-# 0.3): a tie, even on the longest spans (5.3–5.4% at 6 words), where the paper's QA columns put
-# geometric spans first, whole words second and tokens last. Adding SBO lowered the MLM head's
-# accuracy on ordinary masked tokens (9.8% vs 11.2% for span masking alone, and 8.7% vs 9.6% on
-# span-masked blocks), well beyond the spread. The two masked versions of the validation blocks
-# show no crossing either: token and whole-word masking beat span masking on scattered tokens
-# (11.8% vs 11.2%, more than the spread), but on span-masked blocks the three MLM-only arms are
-# within 0.15 points of each other (9.6–9.7%), span masking not ahead: training on spans gave no
-# edge at filling spans. On the downstream suite geometric spans have the best mean (54.8%
-# against 53.7% for token and 53.0% for whole-word masking), a gap only a little larger than the
-# spread (0.6–0.8) and mostly from acceptability, where every arm is at chance (48.6–51.2%;
-# chance is 50%): weak evidence, pointing the same way as Table 6's GLUE average (tokens 83.2,
-# spans 83.4). The SBO model is 1.6 points below span masking alone (53.2%, beyond the spread),
-# mostly on source (54.7% vs 58.5%), the opposite of Table 7's small GLUE gain (83.8 → 84.0).
-# Same passage ties across all four arms (53.0–55.1%, spreads up to 2.6), a few points above its
-# 50% chance.
+# 0.3 in overall accuracy, up to 0.6 by span length): a tie, even on the longest spans (5.3–5.4% at
+# 6 words), where the paper's QA columns put geometric spans first, whole words second and tokens
+# last. Adding SBO lowered the MLM head's accuracy on ordinary masked tokens (9.8% vs 11.2% for
+# span masking alone, and 8.7% vs 9.6% on span-masked blocks), well beyond the spread. The two
+# masked versions of the validation blocks show no crossing either: token and whole-word masking
+# beat span masking on scattered tokens (11.8% vs 11.2%, more than the spread), but on span-masked
+# blocks the three MLM-only arms are within 0.15 points of each other (9.6–9.7%), span masking not
+# ahead: training on spans gave no edge at filling spans. On the downstream suite geometric spans
+# have the best mean (54.8% against 53.7% for token and 53.0% for whole-word masking), a gap only a
+# little larger than the spread (0.6–0.8) and mostly from acceptability, where every arm is at
+# chance (48.6–51.2%; chance is 50%): weak evidence, pointing the same way as Table 6's GLUE
+# average (tokens 83.2, spans 83.4). The SBO model is 1.6 points below span masking alone (53.2%,
+# beyond the spread), mostly on source (54.7% vs 58.5%), the opposite of Table 7's small GLUE gain
+# (83.8 → 84.0). Same passage ties across all four arms (53.0–55.1%, spreads up to 2.6), a few
+# points above its 50% chance.
 #
-# **Why scale explains it.** These encoders saw about 1.9 million tokens (700 steps × 64 blocks
-# × about 41 tokens); SpanBERT saw up to 2.4M steps × 256 × 512, some 3 × 10¹¹, five orders of
-# magnitude more. After 700 steps a model predicts held-out masked tokens at 8.5–12%, with a
-# loss of 6.16–6.37 nats against 6.56–6.60 for word frequencies alone: it has only begun to use
-# context, so it mostly guesses frequent tokens wherever the gaps were during training, and how
-# the gaps were shaped has little to act on. A second head sharing that small budget (SBO) costs
-# the MLM head accuracy, and here some downstream accuracy too, a cost that the paper's
-# downstream numbers, after long training, do not show. Our tokenizer also splits few words, so
-# whole-word masking equals token masking here, as the tables show (5.5 vs 5.4 on spans, 11.8
-# vs 11.8 on scattered tokens).
+# **Why scale explains it.** These encoders saw about 1.85 million tokens (700 steps × 64
+# blocks × 41.4 real tokens on average); SpanBERT saw up to 2.4M steps × 256 × 512, some 3 × 10¹¹,
+# five orders of magnitude more. After 700 steps a model predicts held-out masked tokens at
+# 8.5–12%, with a loss of 6.16–6.37 nats against 6.56–6.60 for word frequencies alone: it has only
+# begun to use context, so it mostly guesses frequent tokens wherever the gaps were during
+# training, and how the gaps were shaped has little to act on. A second head sharing that small
+# budget (SBO) costs the MLM head accuracy, and here some downstream accuracy too, a cost that the
+# paper's downstream numbers, after long training, do not show. Our tokenizer also splits few
+# words, so whole-word masking equals token masking here, as the tables show (5.5 vs 5.4 on spans,
+# 11.8 vs 11.8 on scattered tokens).

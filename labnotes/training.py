@@ -384,18 +384,18 @@ def sha256_file(path: Path) -> str:
 # each tensor file. Loading checks all three: a checkpoint from another paper or another model
 # configuration, or with a damaged file, is refused with a message that says why.
 #
-# **What may change on resume** (`RESUMABLE_CHANGES`): nothing that decides what is trained.
-# How often to log, evaluate and checkpoint, how many checkpoints to keep (`keep_checkpoints`)
-# and the progress bar change no number. The device, `compile` and `tf32` change only how the
-# arithmetic is done: another device, compiled kernels or TF32 products (on a GPU) round
-# differently, so the resumed run continues the same run up to float rounding, not bit for
-# bit. The device may change because the precision is stored *as resolved* (`auto` is float32
-# on a CPU but bfloat16 on most GPUs): a resumed run that would compute in another precision
-# is refused. `steps` may grow, to train longer, but the learning-rate schedule keeps the
-# horizon the run started with (stored as `schedule_steps`), so the steps already taken keep
-# their rates; steps past it run at the floor, $r\,\eta_{\max}$. Under float16 the gradient
-# scaler's state (the loss scale and how many steps it has gone without an overflow) is saved
-# too, so a resumed fp16 run is the same run.
+# **What may change on resume** (`RESUMABLE_CHANGES`): settings that leave each step's data, loss
+# and learning rate as they were. How often to log, evaluate and checkpoint, how many checkpoints
+# to keep (`keep_checkpoints`) and the progress bar change no number. The device, `compile` and
+# `tf32` change only how the arithmetic is done: another device, compiled kernels or TF32 products
+# (on a GPU) round differently, so the resumed run continues the same run up to float rounding, not
+# bit for bit. The device may change because the precision is stored *as resolved* (`auto` is
+# float32 on a CPU but bfloat16 on most GPUs): a resumed run that would compute in another
+# precision is refused. `steps` may grow, to train longer, but the learning-rate schedule keeps the
+# horizon the run started with (stored as `schedule_steps`), so the steps already taken keep their
+# rates; steps past it run at the floor, $r\,\eta_{\max}$. Under float16 the gradient scaler's
+# state (the loss scale and how many steps it has gone without an overflow) is saved too, so a
+# resumed fp16 run is the same run.
 
 # %%
 CHECKPOINT_FORMAT = "labnotes-checkpoint/1"
