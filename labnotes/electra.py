@@ -47,8 +47,9 @@ from torch import Tensor, nn
 from labnotes.contrastive import load_start, trained_start
 from labnotes.mlm import IGNORE, mask_tokens
 from labnotes.tokenizer import CorpusConfig, PAD_ID, SPECIAL_TOKENS, prepare_blocks
-from labnotes.training import (QUICK, QUICK_STEPS, CheckpointError, TrainConfig, make_quick,
-                               share_of_step, task_settings, train)
+from labnotes.training import (QUICK, QUICK_STEPS, CheckpointError, TrainConfig,
+                               latest_checkpoint, make_quick, read_checkpoint_state, share_of_step,
+                               task_settings, train)
 from labnotes.transformer import Embeddings, Encoder, EncoderConfig, init_weights
 
 # %% [markdown]
@@ -390,7 +391,7 @@ def load_warm_start(model: ELECTRA, folder: Path, corpus: CorpusConfig,
                               f"discriminator: {', '.join(differ)}; pass an MLM run of the "
                               "same shape or set model.* to match it")
     model.encoder.load_state_dict(weights)  # in place: the generator still shares the table
-    return int(json.loads((Path(folder) / "config.json").read_text())["train"]["steps"])
+    return int(read_checkpoint_state(latest_checkpoint(Path(folder)))["step"])  # steps it took
 
 
 # %% [markdown]
@@ -675,7 +676,7 @@ if __name__ == "__main__":
 #
 # [The AUC experiment](experiments.electra.md#does-the-discriminator-learn-held-out-auc-of-the-candidate-recipes)
 # (`python scripts/electra_auc.py`; 24 minutes on one thread of a 2-core CPU shared with other
-# jobs, about 17 without them) follows the held-out AUC through training for the joint recipe
+# jobs, about 19 without them) follows the held-out AUC through training for the joint recipe
 # from random weights, two of the paper's levers for it, and the warm start that is now this
 # page's default.
 #
