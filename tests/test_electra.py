@@ -1,6 +1,7 @@
 """ELECTRA: masking rule, sampling, replacement labels, no gradient through sampling, shared
-embeddings, the leak test, Hugging Face's heads as an oracle, `labnotes train electra`; and the
-experiment's hybrids of BERT and ELECTRA (Table 5)."""
+embeddings, the leak test, Hugging Face's heads as an oracle, `labnotes train electra`; the
+experiment's hybrids of BERT and ELECTRA (Table 5); held-out AUC and the constant answer's loss;
+the warm start from an MLM encoder."""
 
 import json
 import math
@@ -17,7 +18,7 @@ from labnotes.electra import (ELECTRA, ElectraConfig, ElectraTask, binary_entrop
                               discriminator_loss, electra_masking, generator_config,
                               replace_tokens, replaced_auc, sample_tokens)
 from labnotes.experiments.electra import (HYBRIDS, AllTokensMLM, Electra15, HybridTask,
-                                          ReplaceMLM, all_tokens_mlm_loss)
+                                          ReplaceMLM, all_tokens_mlm_loss, bootstrap_auc)
 from labnotes.mlm import IGNORE, MaskedLanguageModel
 from labnotes.training import CheckpointError, TrainConfig, latest_checkpoint, read_metrics, train
 from labnotes.transformer import EncoderConfig
@@ -514,3 +515,13 @@ def test_without_init_the_page_trains_its_own_mlm_start_first(tmp_path):
     fresh = ElectraTask(tiny_electra_config(data, warm_start_steps=0))
     assert not torch.equal(task.model.encoder.embeddings.token.weight,
                            fresh.model.encoder.embeddings.token.weight)
+
+
+def test_the_bootstrap_interval_brackets_the_auc_and_resamples_whole_blocks():
+    g = torch.Generator().manual_seed(0)
+    blocks = torch.arange(40).repeat_interleave(25)  # 40 blocks of 25 tokens
+    replaced = torch.rand(len(blocks), generator=g) < 0.2
+    scores = replaced.float() + 1.5 * torch.randn(len(blocks), generator=g)
+    low, high = bootstrap_auc(scores, replaced, blocks, resamples=100)
+    assert low <= replaced_auc(scores, replaced) <= high and high - low < 0.2
+    assert bootstrap_auc(scores, replaced, blocks, resamples=100) == (low, high)  # seeded
