@@ -67,7 +67,8 @@ def parse_value(text: str, kind: Any, key: str) -> Any:
 
 
 # Integer settings are counts and sizes: at least 1, except these, which may be 0.
-MAY_BE_ZERO = {"seed", "data_seed", "warmup_steps", "keep_checkpoints", "num_segments"}
+MAY_BE_ZERO = {"seed", "data_seed", "warmup_steps", "keep_checkpoints", "num_segments",
+               "warm_start_steps"}
 
 
 def check_count(key: str, name: str, value: Any) -> None:

@@ -228,40 +228,46 @@ class SentenceEncoder(nn.Module):
 # training it again.
 
 # %%
-def start_config(config: ContrastiveConfig) -> MLMConfig:
-    """The MLM page's recipe for the starting checkpoint: this run's corpus and encoder shape,
-    64-token blocks, no dropout, `start_steps` steps."""
+def start_config(config: Any, steps: int) -> MLMConfig:
+    """The MLM page's recipe for the starting checkpoint: the corpus and encoder shape of
+    `config` (this page's or another's), 64-token blocks, no dropout, `steps` steps."""
     corpus = dataclasses.replace(config.corpus, seq_len=max(64, config.corpus.seq_len))
     model = dataclasses.replace(config.model, dropout=0.0)
     mlm = MLMConfig(corpus=corpus, model=model)
     mlm.train = dataclasses.replace(
-        mlm.train, steps=config.start_steps, seed=config.train.seed, device=config.train.device,
+        mlm.train, steps=steps, seed=config.train.seed, device=config.train.device,
         precision=config.train.precision, progress=config.train.progress,
-        eval_every=min(mlm.train.eval_every, config.start_steps),
-        checkpoint_every=config.start_steps)
+        eval_every=min(mlm.train.eval_every, steps), checkpoint_every=steps)
     return mlm
 
 
-def trained_start(config: ContrastiveConfig) -> Path:
-    """The folder of the MLM start for `config`: trained once, then found in the cache."""
-    mlm = start_config(config)
+def trained_start(config: Any, steps: int) -> Path:
+    """The folder of the `steps`-step MLM start for `config`: trained once, then found in the
+    cache (shared with any page that asks for the same start: ELECTRA's warm start does)."""
+    mlm = start_config(config, steps)
     settings = {"settings": task_settings(mlm), "train": dataclasses.asdict(mlm.train)}
     for volatile in ("device", "progress"):  # where it trained does not make another model
         settings["train"].pop(volatile)
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
-    folder = cache_dir() / "contrastive-starts" / key
+    folder = cache_dir() / "mlm-starts" / key
     if latest_checkpoint(folder) is None:
-        print(f"labnotes: training the MLM start ({config.start_steps} steps; kept in {folder})",
+        print(f"labnotes: training the MLM start ({steps} steps; kept in {folder})",
               file=sys.stderr)
+        shutil.rmtree(folder, ignore_errors=True)  # a leftover without a checkpoint
         scratch = folder.with_name(f".{key}.{os.getpid()}")
         shutil.rmtree(scratch, ignore_errors=True)
         train(MLMTask(mlm), mlm.train, scratch)
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(scratch, folder)  # the cache holds a finished start or none
+        try:
+            os.replace(scratch, folder)  # the cache holds a finished start or none
+        except OSError:  # another process (torchrun's other ranks) finished the same start
+            if latest_checkpoint(folder) is None:
+                raise
+            shutil.rmtree(scratch, ignore_errors=True)
     return folder
 
 
-def load_start(folder: Path, corpus: CorpusConfig) -> tuple[EncoderConfig, dict[str, Tensor]]:
+def load_start(folder: Path, corpus: CorpusConfig,
+               page: str = "SimCSE") -> tuple[EncoderConfig, dict[str, Tensor]]:
     """(encoder shape, encoder weights) of a `labnotes train mlm` run folder."""
     folder = Path(folder)
     try:
@@ -270,7 +276,7 @@ def load_start(folder: Path, corpus: CorpusConfig) -> tuple[EncoderConfig, dict[
         raise CheckpointError(f"--set init={folder}: not a labnotes run folder ({error}); pass "
                               "the --out folder of a `labnotes train mlm` run") from None
     if saved.get("paper") != "mlm":
-        raise CheckpointError(f"--set init={folder}: holds a {saved.get('paper')!r} run; SimCSE "
+        raise CheckpointError(f"--set init={folder}: holds a {saved.get('paper')!r} run; {page} "
                               "starts from a `labnotes train mlm` run")
     theirs = saved["settings"]["corpus"]
     for name in ("data", "vocab_size", "valid_fraction"):  # what makes the tokenizer and split
@@ -658,7 +664,8 @@ class ContrastiveTask:
         experiment's arms share one start)."""
         config.__post_init__()
         self.config = config
-        self.start_folder = Path(config.init) if config.init else trained_start(config)
+        self.start_folder = (Path(config.init) if config.init
+                             else trained_start(config, config.start_steps))
         shape, weights = load_start(self.start_folder, config.corpus)
         prepared = prepare_corpus(config.corpus)
         self.tokenizer = prepared.tokenizer

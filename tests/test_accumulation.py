@@ -48,7 +48,7 @@ def build(name: str, corpus: CorpusConfig):
         return BARTTask(BARTConfig(corpus=corpus, eval_examples=16, **tiny()))
     if name == "xlnet":
         return XLNetTask(XLNetConfig(corpus=corpus, eval_blocks=16, **tiny()))
-    config = ElectraConfig(corpus=corpus, eval_blocks=16, **tiny())
+    config = ElectraConfig(corpus=corpus, eval_blocks=16, warm_start_steps=0, **tiny())
     return ElectraTask(config) if name == "electra" else HybridTask(config, name)
 
 

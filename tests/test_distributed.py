@@ -57,7 +57,7 @@ def build(paper: str, corpus: CorpusConfig, **train_changes):
         return SpanBERTTask(SpanBERTConfig(corpus=corpus, model=model, train=train_config,
                                            eval_blocks=16))
     return ElectraTask(ElectraConfig(corpus=corpus, model=model, train=train_config,
-                                     eval_blocks=16))
+                                     eval_blocks=16, warm_start_steps=0))
 
 
 def free_port() -> int:

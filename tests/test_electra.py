@@ -1,23 +1,26 @@
 """ELECTRA: masking rule, sampling, replacement labels, no gradient through sampling, shared
-embeddings, the leak test, Hugging Face's heads as an oracle, `labnotes train electra`; and the
-experiment's hybrids of BERT and ELECTRA (Table 5)."""
+embeddings, the leak test, Hugging Face's heads as an oracle, `labnotes train electra`; the
+experiment's hybrids of BERT and ELECTRA (Table 5); held-out AUC and the constant answer's loss;
+the warm start from an MLM encoder."""
 
 import json
 import math
 
 import pytest
 import torch
+from safetensors.torch import load_model
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from labnotes.cli import main
 from labnotes.tokenizer import CorpusConfig
-from labnotes.electra import (ELECTRA, ElectraConfig, discriminator_loss, electra_masking,
-                              generator_config, replace_tokens, sample_tokens)
+from labnotes.electra import (ELECTRA, ElectraConfig, ElectraTask, binary_entropy,
+                              discriminator_loss, electra_masking, generator_config,
+                              replace_tokens, replaced_auc, sample_tokens)
 from labnotes.experiments.electra import (HYBRIDS, AllTokensMLM, Electra15, HybridTask,
-                                          ReplaceMLM, all_tokens_mlm_loss)
-from labnotes.mlm import IGNORE
-from labnotes.training import TrainConfig, read_metrics, train
+                                          ReplaceMLM, all_tokens_mlm_loss, bootstrap_auc)
+from labnotes.mlm import IGNORE, MaskedLanguageModel
+from labnotes.training import CheckpointError, TrainConfig, latest_checkpoint, read_metrics, train
 from labnotes.transformer import EncoderConfig
 from tests.test_cli import TINY, write_small_corpus
 
@@ -310,7 +313,7 @@ def test_train_electra_lowers_both_losses_and_reports_detection(tmp_path):
     out = tmp_path / "run"
     code = main(["train", "electra", "--data", str(data), "--steps", "300", "--batch-size", "32",
                  "--seq-len", "32", "--out", str(out), "--set", "eval_every=50", "--set", "lr=3e-3",
-                 "--set", "warmup_steps=10", *TINY])
+                 "--set", "warmup_steps=10", "--set", "warm_start_steps=0", *TINY])
     assert code == 0
     rows = read_metrics(out / "metrics.jsonl")
     steps, evals = [r for r in rows if "mlm_loss" in r], [r for r in rows if "eval_loss" in r]
@@ -391,7 +394,7 @@ def test_hybrids_start_from_electras_encoder_and_generator(kind):
 def test_each_hybrid_trains_through_the_pages_task(objective, tmp_path):
     data = write_small_corpus(tmp_path / "small.txt", documents=40)
     config = ElectraConfig(corpus=CorpusConfig(data=str(data), seq_len=32, vocab_size=400),
-                           model=SMALL, eval_blocks=16,
+                           model=SMALL, eval_blocks=16, warm_start_steps=0,
                            train=TrainConfig(steps=3, batch_size=8, eval_every=3,
                                              checkpoint_every=3, progress=False))
     task = HybridTask(config, objective)
@@ -399,3 +402,126 @@ def test_each_hybrid_trains_through_the_pages_task(objective, tmp_path):
     summary = train(task, config.train, tmp_path / "run")
     assert math.isfinite(summary["eval_main_loss"]) and math.isfinite(summary["eval_mlm_loss"])
     assert ("eval_disc_recall" in summary) == (objective == "electra_15")
+
+
+# ------------------------------------------------ measures that see a weak discriminator
+
+def brute_force_auc(scores: list[float], replaced: list[bool]) -> float:
+    """Every (replaced, original) pair: 1 if the replaced one scores higher, 1/2 if tied."""
+    pairs = [(s, t) for s, r in zip(scores, replaced) if r
+             for t, q in zip(scores, replaced) if not q]
+    return sum(1.0 if s > t else 0.5 if s == t else 0.0 for s, t in pairs) / len(pairs)
+
+
+@settings(max_examples=60, deadline=None)
+@given(scores=st.lists(st.integers(-3, 3), min_size=2, max_size=30),  # few values: many ties
+       flags=st.lists(st.booleans(), min_size=30, max_size=30))
+def test_auc_is_the_pair_count_with_ties_as_halves(scores, flags):
+    replaced = flags[: len(scores)]
+    if all(replaced) or not any(replaced):
+        assert math.isnan(replaced_auc(torch.tensor(scores), torch.tensor(replaced)))
+        return
+    expected = brute_force_auc([float(s) for s in scores], replaced)
+    assert replaced_auc(torch.tensor(scores, dtype=torch.float), torch.tensor(replaced)) \
+        == pytest.approx(expected, abs=1e-12)
+
+
+def test_auc_of_a_perfect_a_reversed_and_a_constant_ranking():
+    replaced = torch.tensor([True, False, True, False, False])
+    assert replaced_auc(replaced.float(), replaced) == 1.0
+    assert replaced_auc(-replaced.float(), replaced) == 0.0
+    assert replaced_auc(torch.zeros(5), replaced) == 0.5
+
+
+@pytest.mark.parametrize("fraction", [0.05, 0.13, 0.5, 0.9])
+def test_the_constant_answer_loses_the_binary_entropy_of_the_replaced_fraction(fraction):
+    n = 1000
+    replaced = torch.arange(n) < round(fraction * n)
+    weights = torch.ones(n, dtype=torch.bool)
+    best = torch.full((n,), math.log(fraction / (1 - fraction)))  # log-odds of the fraction
+    assert discriminator_loss(best, replaced, weights).item() == pytest.approx(
+        binary_entropy(fraction), rel=1e-6)
+    for other in (-3.0, 0.0, 2.0):  # every other constant does worse
+        assert discriminator_loss(torch.full((n,), other), replaced, weights).item() \
+            >= binary_entropy(fraction) - 1e-9
+
+
+def test_the_summary_reports_auc_and_the_constant_answers_loss(tmp_path):
+    data = write_small_corpus(tmp_path / "small.txt")
+    out = tmp_path / "run"
+    assert main(["train", "electra", "--data", str(data), "--steps", "4", "--batch-size", "8",
+                 "--seq-len", "32", "--out", str(out), "--set", "eval_every=2",
+                 "--set", "warm_start_steps=0", "--set", "eval_blocks=32", *TINY]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert 0.0 <= summary["eval_disc_auc"] <= 1.0
+    assert summary["baseline_disc_loss"] == pytest.approx(
+        binary_entropy(summary["eval_replaced_fraction"]))
+    assert summary["eval_disc_loss"] > 0 and summary["warm_start_steps"] == 0
+    curve = [row["eval_disc_auc"] for row in read_metrics(out / "metrics.jsonl")
+             if "eval_disc_auc" in row]
+    assert len(curve) == 2, "a point of the curve at every evaluation"
+
+
+# ------------------------------------------------------------------------- the warm start
+
+def tiny_electra_config(data, dim: int = 32, **settings) -> ElectraConfig:
+    return ElectraConfig(corpus=CorpusConfig(data=str(data), seq_len=32, vocab_size=400),
+                         model=EncoderConfig(dim=dim, layers=1, heads=2, ffn_dim=64, dropout=0.0),
+                         train=TrainConfig(steps=2, batch_size=8, eval_every=2,
+                                           checkpoint_every=2, progress=False),
+                         eval_blocks=16, **settings)
+
+
+def test_the_warm_start_loads_exactly_the_named_mlm_encoder(tmp_path):
+    data = write_small_corpus(tmp_path / "small.txt")
+    mlm = tmp_path / "mlm"
+    assert main(["train", "mlm", "--data", str(data), "--steps", "3", "--batch-size", "8",
+                 "--seq-len", "32", "--out", str(mlm), *TINY]) == 0
+    task = ElectraTask(tiny_electra_config(data, init=str(mlm)))
+    start = MaskedLanguageModel(task.model.encoder.config)
+    load_model(start, str(latest_checkpoint(mlm) / "model.safetensors"))
+    theirs = start.encoder.state_dict()
+    ours = task.model.encoder.state_dict()
+    assert ours.keys() == theirs.keys()
+    for name, value in theirs.items():
+        assert torch.equal(ours[name], value), name
+    # the generator still reads the same table, now the MLM's
+    shared = task.model.generator.encoder.embeddings.shared.token.weight
+    assert shared is task.model.encoder.embeddings.token.weight
+    assert task.warm_start_steps == 3
+
+
+def test_a_warm_start_of_another_shape_is_refused_clearly(tmp_path, capsys):
+    data = write_small_corpus(tmp_path / "small.txt")
+    mlm = tmp_path / "mlm"
+    assert main(["train", "mlm", "--data", str(data), "--steps", "2", "--batch-size", "8",
+                 "--seq-len", "32", "--out", str(mlm), *TINY]) == 0
+    with pytest.raises(CheckpointError, match=r"dim 32 \(this run: 48\)"):
+        ElectraTask(tiny_electra_config(data, dim=48, init=str(mlm)))
+    out = tmp_path / "electra"
+    assert main(["train", "electra", "--data", str(data), "--seq-len", "32", "--out", str(out),
+                 "--set", f"init={mlm}", *TINY, "--set", "corpus.vocab_size=300"]) == 1
+    assert "its corpus.vocab_size is 400, this run's 300" in capsys.readouterr().err
+    assert main(["train", "electra", "--data", str(data), "--seq-len", "32", "--out", str(out),
+                 "--set", f"init={mlm}", *TINY, "--set", "layers=2"]) == 1
+    assert "layers 1 (this run: 2)" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_without_init_the_page_trains_its_own_mlm_start_first(tmp_path):
+    data = write_small_corpus(tmp_path / "small.txt")
+    task = ElectraTask(tiny_electra_config(data, warm_start_steps=3))
+    assert task.warm_start_steps == 3
+    fresh = ElectraTask(tiny_electra_config(data, warm_start_steps=0))
+    assert not torch.equal(task.model.encoder.embeddings.token.weight,
+                           fresh.model.encoder.embeddings.token.weight)
+
+
+def test_the_bootstrap_interval_brackets_the_auc_and_resamples_whole_blocks():
+    g = torch.Generator().manual_seed(0)
+    blocks = torch.arange(40).repeat_interleave(25)  # 40 blocks of 25 tokens
+    replaced = torch.rand(len(blocks), generator=g) < 0.2
+    scores = replaced.float() + 1.5 * torch.randn(len(blocks), generator=g)
+    low, high = bootstrap_auc(scores, replaced, blocks, resamples=100)
+    assert low <= replaced_auc(scores, replaced) <= high and high - low < 0.2
+    assert bootstrap_auc(scores, replaced, blocks, resamples=100) == (low, high)  # seeded

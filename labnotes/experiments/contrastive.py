@@ -84,7 +84,7 @@ def run_experiment(work_dir: Path, *, quick: bool = False, progress: bool = True
     started = time.perf_counter()
     default = quick_config(ContrastiveConfig()) if quick else ContrastiveConfig()
     default.train.progress = progress
-    start = trained_start(default)
+    start = trained_start(default, default.start_steps)
     rows: dict[str, list[dict[str, Any]]] = {}
     reference = spectra = None
     for name in QUICK_ARMS if quick else ARMS:  # quick: a check that it runs, not a result
