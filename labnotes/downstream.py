@@ -49,7 +49,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from labnotes.mlm import IGNORE
 from labnotes.tokenizer import CLS_ID, PAD_ID, SEP_ID, CorpusConfig, prepare_corpus
 from labnotes.training import QUICK, QUICK_EVAL_EXAMPLES
 
@@ -590,6 +589,9 @@ def bag_of_tokens(task: ClassificationTask, seeds: int,
 # lookup table gets without reading any context.
 
 # %%
+IGNORE = -100  # a token without a label (PyTorch's cross_entropy default, as on the MLM page)
+
+
 @dataclass
 class TokenTask:
     name: str
