@@ -397,6 +397,13 @@ def seeded(seed: int) -> Iterator[None]:
 
 def fine_tune(encoder: nn.Module, task: ClassificationTask, seed: int, config: DownstreamConfig,
               device: torch.device) -> float:
+    predicted = fine_tune_predictions(encoder, task, seed, config, device)
+    return (predicted == task.test.labels).float().mean().item()
+
+
+def fine_tune_predictions(encoder: nn.Module, task: ClassificationTask, seed: int,
+                          config: DownstreamConfig, device: torch.device) -> Tensor:
+    """The fine-tuned classifier's predicted label of every test example."""
     with seeded(seed):  # leave the caller's random state alone
         model = SequenceClassifier(copy.deepcopy(encoder), task.num_labels).to(device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.01)
@@ -415,11 +422,10 @@ def fine_tune(encoder: nn.Module, task: ClassificationTask, seed: int, config: D
             optimizer.step()
         model.eval()
         with torch.no_grad():
-            correct = 0
-            for rows in by_length(task.test).split(256):
-                ids, segments, labels = batch_of(task.test, rows, device)
-                correct += int((model(ids, segments).argmax(-1) == labels).sum())
-    return correct / len(task.test)
+            order = by_length(task.test)
+            parts = [model(*batch_of(task.test, rows, device)[:2]).argmax(-1).cpu()
+                     for rows in order.split(256)]
+    return torch.cat(parts)[order.argsort()]  # back in the examples' order
 
 
 def by_length(examples: Examples) -> Tensor:
@@ -565,7 +571,7 @@ def sentiment_task(tokenizer: Any, config: DownstreamConfig | None = None,
 def bag_of_tokens(task: ClassificationTask, seeds: int,
                   config: DownstreamConfig) -> dict[str, Any]:
     """The probe on token counts (of the tokens seen in training), no encoder: a floor. Returns
-    what `sentence_probe` returns."""
+    what `per_example` returns."""
     width = int(max(task.train.input_ids.max(), task.test.input_ids.max())) + 1
     counts = [torch.zeros(len(part), width).scatter_add_(
         1, part.input_ids, torch.ones(part.input_ids.shape)) for part in (task.train, task.test)]
@@ -587,6 +593,10 @@ def bag_of_tokens(task: ClassificationTask, seeds: int,
 # (`token_probe_settings`). Its floor is the **most frequent label of each token id** in the
 # training sentences (the overall most frequent label for a token never seen there): what a
 # lookup table gets without reading any context.
+#
+# `token_probe`, and `per_example` for a sentence task (either mode, as `evaluate_encoder`
+# scores it), keep besides each seed's accuracy whether every test item was right, so that an
+# experiment can put intervals on a score by resampling test sentences or examples.
 
 # %%
 IGNORE = -100  # a token without a label (PyTorch's cross_entropy default, as on the MLM page)
@@ -648,19 +658,27 @@ def token_probe(encoder: nn.Module, task: TokenTask, seeds: int,
     return {**runs, "groups": sentences.tolist()}
 
 
-def sentence_probe(encoder: nn.Module, task: ClassificationTask, seeds: int,
-                   config: DownstreamConfig | None = None,
-                   device: torch.device | str = "cpu") -> dict[str, Any]:
-    """The probe of the suite on one task, kept per test example (a group is an example)."""
+def per_example(encoder: nn.Module, task: ClassificationTask,
+                config: DownstreamConfig | None = None,
+                device: torch.device | str = "cpu") -> dict[str, Any]:
+    """One task scored as `evaluate_encoder` scores it (`config.mode`, `config.seeds`), kept per
+    test example: what `probe_runs` returns, and a group per example."""
     config = config or DownstreamConfig()
     device = torch.device(device)
     was_training = encoder.training
-    train_x = features(encoder.to(device), task.train, device)
-    test_x = features(encoder, task.test, device)
+    encoder = encoder.to(device)
+    if config.mode == "probe":
+        train_x = features(encoder, task.train, device)
+        test_x = features(encoder, task.test, device)
+        predictions = [probe_predictions(train_x, task.train.labels, test_x, task.num_labels,
+                                         seed, config) for seed in range(config.seeds)]
+    else:
+        predictions = [fine_tune_predictions(encoder, task, seed, config, device)
+                       for seed in range(config.seeds)]
     encoder.train(was_training)
-    runs = probe_runs(train_x, task.train.labels, test_x, task.test.labels, task.num_labels,
-                      seeds, config)
-    return {**runs, "groups": list(range(len(task.test)))}
+    correct = [(predicted == task.test.labels).tolist() for predicted in predictions]
+    return {"runs": [sum(right) / len(right) for right in correct], "correct": correct,
+            "groups": list(range(len(task.test)))}
 
 
 def probe_runs(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor,

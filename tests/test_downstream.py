@@ -293,3 +293,18 @@ def test_bag_of_tokens_floor_reads_words_alone() -> None:
     task = ClassificationTask("toy", 2, examples(200, 0), examples(80, 1))
     floor = bag_of_tokens(task, 2, DownstreamConfig())
     assert min(floor["runs"]) > 0.95 and floor["groups"] == list(range(80))
+
+
+@pytest.mark.parametrize("mode", ["probe", "finetune"])
+def test_per_example_scores_are_the_suites_scores_kept_per_example(prepared, mode):
+    from labnotes.downstream import per_example
+    torch.manual_seed(0)
+    encoder = Encoder(load_config(prepared))
+    config = DownstreamConfig(mode=mode, steps=3, seeds=2, max_train_examples=120,
+                              max_test_examples=80)
+    task = build_tasks(prepared, config)["acceptability"]
+    suite = evaluate_encoder(encoder, {"acceptability": task}, config)["tasks"]["acceptability"]
+    kept = per_example(encoder, task, config)
+    assert kept["runs"] == pytest.approx(suite["runs"])
+    assert [len(right) for right in kept["correct"]] == [len(task.test)] * 2
+    assert kept["groups"] == list(range(len(task.test)))

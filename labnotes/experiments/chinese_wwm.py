@@ -82,12 +82,12 @@ def arm_config(masking: str, seed: int, *, quick: bool, progress: bool) -> Chine
 # stored: the bootstrap below resamples words, and the spread over seeds is kept separately.
 #
 # Each trained encoder is then scored on the two labelled tasks of the
-# [page](chinese_wwm.md#two-tasks-labelled-by-people) by the frozen-feature probe, over
-# `PROBE_SEEDS` probe seeds; so is a **randomly initialised encoder** of the same shape (one
-# per pretraining seed), the floor that pretraining must rise above. The bag of characters
-# (sentiment) and the most frequent tag of each character (part of speech) need no encoder.
-# For these we store, per test review or sentence, the number of right answers averaged over
-# all runs of an arm, and the accuracy of each run.
+# [page](chinese_wwm.md#two-tasks-labelled-by-people) by the frozen-feature probe, and on
+# sentiment also by fine-tuning, over `PROBE_SEEDS` seeds each; so is a **randomly initialised
+# encoder** of the same shape (one per pretraining seed), the floor that pretraining must rise
+# above. The bag of characters (sentiment) and the most frequent tag of each character (part
+# of speech) need no encoder. For these we store, per test review or sentence, the number of
+# right answers averaged over all runs of an arm, and the accuracy of each run.
 
 # %%
 PROBE_SEEDS = 3
@@ -221,13 +221,17 @@ def results_table(results: dict[str, Any]) -> str:
 
 # %% [markdown]
 # The second table holds the labelled tasks: test accuracy in %, the mean over all runs of an
-# arm (pretraining seeds × probe seeds), with its 95% interval from resampling test reviews
-# (sentiment) or test sentences (part of speech, all characters of a sentence together). The
-# difference columns compare each arm with the random-init encoder on the same test items
-# (paired), and the "over runs" columns give the mean ± spread of the runs' accuracies.
+# arm (pretraining seeds × seeds of the probe or the fine-tuning), with its 95% interval from
+# resampling test reviews (sentiment) or test sentences (part of speech, all characters of a
+# sentence together). The difference columns compare each arm with the random-init encoder on
+# the same test items (paired); the caption gives the spread of the runs' accuracies.
 
 # %%
-LABELLED = {"sentiment": "sentiment", "part of speech": "part of speech"}
+LABELLED = {  # task -> (column, the floor's task)
+    "sentiment": ("sentiment, probe (%)", "sentiment"),
+    "sentiment, fine-tuned": ("sentiment, fine-tuned (%)", "sentiment"),
+    "part of speech": ("part of speech, probe (%)", "part of speech"),
+}
 FLOORS = {"sentiment": "bag of characters (no encoder)",
           "part of speech": "most frequent tag of each character"}
 
@@ -243,35 +247,36 @@ def accuracy(task: dict[str, Any], minus: dict[str, Any] | None = None) -> str:
 def labelled_table(results: dict[str, Any]) -> str:
     labelled, floors = results["labelled"], results["floors"]
     lines = []
-    for task_name, row_name in FLOORS.items():
-        cells = {name: "—" for name in LABELLED}
-        cells[task_name] = accuracy(floors[task_name])
-        lines.append([row_name, cells["sentiment"], "—", cells["part of speech"], "—", "—", "—"])
-    for name in [RANDOM_INIT, *(arm for arm in ARMS if arm in labelled)]:
+    for floor, row_name in FLOORS.items():
+        cells = [[accuracy(floors[floor]) if of == floor else "—", "—"]
+                 for _, of in LABELLED.values()]
+        lines.append([row_name, *(cell for pair in cells for cell in pair)])
+    encoders = [RANDOM_INIT, *(arm for arm in ARMS if arm in labelled)]
+    for name in encoders:
         cells = []
         for task_name in LABELLED:
             cells.append(accuracy(labelled[name][task_name]))
             cells.append("—" if name == RANDOM_INIT else
                          accuracy(labelled[name][task_name], labelled[RANDOM_INIT][task_name]))
-        spreads = [percent_spread(labelled[name][task_name]["runs"]) for task_name in LABELLED]
-        lines.append([name, *cells, *spreads])
-    header = ["encoder", "sentiment accuracy (%)", "sentiment − random init",
-              "part-of-speech accuracy (%)", "part-of-speech − random init",
-              "sentiment over runs", "part of speech over runs"]
+        lines.append([name, *cells])
+    header = ["encoder"] + [text for column, _ in LABELLED.values()
+                            for text in (column, "− random init")]
+    spreads = []
+    for task_name in LABELLED:
+        values = [100 * mean_and_spread(labelled[name][task_name]["runs"])[1] for name in encoders]
+        spreads.append(f"{min(values):.1f}–{max(values):.1f}")
     sizes = results["labelled_sizes"]
-    runs = len(next(iter(labelled.values()))["sentiment"]["runs"])
+    runs = len(labelled[RANDOM_INIT]["sentiment"]["runs"])
     return markdown_table(header, lines) + (
-        f"\nFrozen-feature probes, {runs} runs per encoder (pretraining seeds × probe seeds). "
+        f"\nAccuracy in %, with 95% intervals from resampling test reviews or sentences; "
+        f"{runs} runs per encoder (pretraining seeds × seeds of the probe or the fine-tuning), "
+        f"whose accuracies spread by s = {spreads[0]} points (sentiment, probe), {spreads[1]} "
+        f"(sentiment, fine-tuned) and {spreads[2]} (part of speech).\n\n"
         f"Sentiment: {sizes['sentiment'][0]} training and {sizes['sentiment'][1]} test reviews, "
         f"balanced. Part of speech: {sizes['part of speech'][0]} training and "
         f"{sizes['part of speech'][1]} test sentences of held-out documents, "
-        f"{sum(floors['part of speech']['size'])} test characters, "
-        f"{results['tag_count']} tags.\n")
-
-
-def percent_spread(values: list[float]) -> str:
-    mean, spread = mean_and_spread(values)
-    return f"{100 * mean:.1f} ± {100 * spread:.1f}"
+        f"{sum(floors['part of speech']['size'])} test characters, {results['tag_count']} tags; "
+        f"always answering the most frequent tag: {100 * results['majority_tag_share']:.1f}%.\n")
 
 
 def plot_curves(results: dict[str, Any], path: Path) -> None:
@@ -304,10 +309,11 @@ def draw(results: dict[str, Any], out_dir: Path) -> None:
 # %% [markdown]
 # ## Run it
 #
-# From a shell, `labnotes experiment chinese_wwm` runs the six runs and their probes (8 to 20
-# minutes on 2 shared CPU cores, depending on their load; the probes take about two minutes of
-# it) and writes `docs/results/chinese_wwm/`; `--redraw` redraws the tables and figure from
-# the stored `results.json`. It needs the Chinese extra: `pip install 'labnotes[zh]'`.
+# From a shell, `labnotes experiment chinese_wwm` runs the six runs, their probes and their
+# fine-tuning (9 to 20 minutes on 2 shared CPU cores, depending on their load; the labelled
+# tasks take about three minutes of it) and writes `docs/results/chinese_wwm/`; `--redraw`
+# redraws the tables and figure from the stored `results.json`. It needs the Chinese extra:
+# `pip install 'labnotes[zh]'`.
 
 # %%
 if __name__ == "__main__":
