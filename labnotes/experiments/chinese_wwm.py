@@ -2,7 +2,8 @@
 
 Character masking, whole-word masking with jieba's words, and whole-word masking with the
 corpus's gold words, trained at equal steps on People's Daily and scored on the same two
-cloze tests (whole held-out words, and single characters), over two seeds, with intervals.
+cloze tests (whole held-out words, and single characters) and on two tasks labelled by people
+(review sentiment, part of speech), over two seeds, with intervals.
 """
 
 # %% [markdown]
@@ -17,7 +18,10 @@ cloze tests (whole held-out words, and single characters), over two seeds, with 
 # Each arm is the page's default model and recipe (the MLM page's encoder) with one setting
 # changed, `masking`, trained for the same number of steps on the same blocks, over two seeds.
 # All arms are scored on the same cloze tests, built from the validation documents with the
-# gold words and a fixed seed.
+# gold words and a fixed seed, and, by frozen-feature probes, on the same two labelled tasks:
+# product-review sentiment and the part of speech of each character's word. Cui et al.
+# fine-tuned on such tasks (their sentiment set is ChnSentiCorp); a probe is cheaper, and
+# asks what pretraining alone put into the features.
 
 # %%
 from __future__ import annotations
@@ -25,12 +29,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from labnotes.chinese_wwm import ChineseWWMConfig, ChineseWWMTask, visible_sibling_share
+import torch
+
+from labnotes.chinese_wwm import (ChineseWWMConfig, ChineseWWMTask, labelled_scores,
+                                  labelled_tasks, visible_sibling_share)
+from labnotes.downstream import (DownstreamConfig, bag_of_tokens, most_frequent_label,
+                                 quick_suite, seeded)
 from labnotes.experiments.common import (in_order, markdown_table, mean_and_spread, pyplot,
                                          run_in_notebook, save_figure, train_arm, write_table)
-from labnotes.experiments.xlnet import bootstrap_mean
+from labnotes.experiments.xlnet import bootstrap_mean, bootstrap_ratio
 from labnotes.mlm import IGNORE
 from labnotes.training import make_quick
+from labnotes.transformer import Encoder
 
 # %% [markdown]
 # ## The arms and the budget
@@ -70,37 +80,97 @@ def arm_config(masking: str, seed: int, *, quick: bool, progress: bool) -> Chine
 # Per run we keep the summary, the validation curves, and the NLL of every hidden character
 # of both cloze tests. The per-character values are averaged over seeds before they are
 # stored: the bootstrap below resamples words, and the spread over seeds is kept separately.
+#
+# Each trained encoder is then scored on the two labelled tasks of the
+# [page](chinese_wwm.md#two-tasks-labelled-by-people) by the frozen-feature probe, and on
+# sentiment also by fine-tuning, over `PROBE_SEEDS` seeds each; so is a **randomly initialised
+# encoder** of the same shape (one per pretraining seed), the floor that pretraining must rise
+# above. The bag of characters (sentiment) and the most frequent tag of each character (part
+# of speech) need no encoder. For these we store, per test review or sentence, the number of
+# right answers averaged over all runs of an arm, and the accuracy of each run.
 
 # %%
+PROBE_SEEDS = 3
+RANDOM_INIT = "random-init encoder"
+
+
+def labelled(scores: list[dict[str, Any]]) -> dict[str, Any]:
+    """Runs of one arm (one `labelled_scores` result per pretraining seed) -> per task: the
+    accuracy of every run, and per test group (review, sentence) the right answers averaged
+    over runs, with the group's size."""
+    tasks: dict[str, Any] = {}
+    for name in scores[0]:
+        runs = [right for score in scores for right in score[name]["correct"]]
+        groups = scores[0][name]["groups"]
+        sums: dict[int, float] = {}
+        sizes: dict[int, int] = {}
+        for position, group in enumerate(groups):
+            sums[group] = sums.get(group, 0.0) + sum(run[position] for run in runs) / len(runs)
+            sizes[group] = sizes.get(group, 0) + 1
+        tasks[name] = {"runs": [sum(run) / len(run) for run in runs],
+                       "right": [round(sums[g], 4) for g in sizes], "size": list(sizes.values())}
+    return tasks
+
+
 def run_experiment(work_dir: Path, *, quick: bool = False, progress: bool = True) -> dict[str, Any]:
     rows: dict[str, Any] = {}
     curves: dict[str, Any] = {}
     cloze: dict[str, Any] = {}
     words: dict[str, list[int]] = {}
     leaks: dict[str, float] = {}
+    scores: dict[str, Any] = {}
+    downstream = DownstreamConfig(mode="probe", seeds=PROBE_SEEDS)
+    downstream = quick_suite(downstream) if quick else downstream
     quick_arms = {name: masking for name, masking in ARMS.items() if masking != "jieba"}
     for name, masking in (quick_arms if quick else ARMS).items():
-        per_seed, per_seed_nll = [], []
+        per_seed, per_seed_nll, per_seed_scores = [], [], []
         for seed in SEEDS[:1] if quick else SEEDS:
             config = arm_config(masking, seed, quick=quick, progress=progress)
             task = ChineseWWMTask(config)
             summary, metrics = train_arm(task, config, work_dir, f"{name} seed {seed}")
-            scores = task.cloze_scores(task.model, next(task.model.parameters()).device)
+            device = next(task.model.parameters()).device
+            scores_of_cloze = task.cloze_scores(task.model, device)
             per_seed.append(summary)
-            per_seed_nll.append({test: nll for test, (nll, _) in scores.items()})
-            words = {test: word_list for test, (_, word_list) in scores.items()}
+            per_seed_nll.append({test: nll for test, (nll, _) in scores_of_cloze.items()})
+            words = {test: word_list for test, (_, word_list) in scores_of_cloze.items()}
             curves[f"{name} seed {seed}"] = metrics
             leaks = {test: visible_sibling_share(task.cloze_blocks.word_ids,
                                                  item.labels != IGNORE)
                      for test, item in task.cloze.items()}
+            encoder = task.model.encoder
+            tasks = labelled_tasks(task.tokenizer, config.corpus, downstream,
+                                   encoder.config.max_len)
+            per_seed_scores.append(labelled_scores(encoder, tasks, downstream, device))
+            if name == next(iter(ARMS)):  # once per seed: an encoder that never trained
+                with seeded(seed):
+                    untrained = Encoder(encoder.config)
+                scores.setdefault(RANDOM_INIT, []).append(
+                    labelled_scores(untrained, tasks, downstream, device))
         rows[name] = per_seed
+        scores[name] = per_seed_scores
         cloze[name] = {test: [round(sum(values) / len(values), 5)
                               for values in zip(*(seed[test] for seed in per_seed_nll))]
                        for test in per_seed_nll[0]}
+    sentiment, pos = tasks["sentiment"], tasks["part of speech"]  # the same for every arm
+    guesses = most_frequent_label(pos) == pos.test.labels[pos.test.labels != IGNORE]
+    floors = {"sentiment": bag_of_tokens(sentiment, downstream.seeds, downstream),
+              "part of speech": {"correct": [guesses.tolist()],
+                                 "groups": scores[RANDOM_INIT][0]["part of speech"]["groups"]}}
     return {"paper": "chinese_wwm", "rows": rows, "curves": curves, "cloze": cloze,
             "words": words, "visible_sibling_share": leaks,
+            "labelled": {name: labelled(arm_scores) for name, arm_scores in scores.items()},
+            "floors": labelled([floors]),
+            "tag_count": pos.num_labels, "majority_tag_share": majority_share(pos),
+            "labelled_sizes": {"sentiment": [len(sentiment.train), len(sentiment.test)],
+                               "part of speech": [len(pos.train), len(pos.test)]},
             "steps": next(iter(rows.values()))[0]["steps"], "batch_size": BATCH_SIZE,
             "seeds": len(next(iter(rows.values())))}
+
+
+def majority_share(pos: Any) -> float:
+    """Share of test characters whose tag is the most frequent tag of the training ones."""
+    train, test = (part.labels[part.labels != IGNORE] for part in (pos.train, pos.test))
+    return (test == torch.bincount(train).argmax()).float().mean().item()
 
 
 # %% [markdown]
@@ -149,6 +219,66 @@ def results_table(results: dict[str, Any]) -> str:
     return text
 
 
+# %% [markdown]
+# The second table holds the labelled tasks: test accuracy in %, the mean over all runs of an
+# arm (pretraining seeds × seeds of the probe or the fine-tuning), with its 95% interval from
+# resampling test reviews (sentiment) or test sentences (part of speech, all characters of a
+# sentence together). The difference columns compare each arm with the random-init encoder on
+# the same test items (paired); the caption gives the spread of the runs' accuracies.
+
+# %%
+LABELLED = {  # task -> (column, the floor's task)
+    "sentiment": ("sentiment, probe (%)", "sentiment"),
+    "sentiment, fine-tuned": ("sentiment, fine-tuned (%)", "sentiment"),
+    "part of speech": ("part of speech, probe (%)", "part of speech"),
+}
+FLOORS = {"sentiment": "bag of characters (no encoder)",
+          "part of speech": "most frequent tag of each character"}
+
+
+def accuracy(task: dict[str, Any], minus: dict[str, Any] | None = None) -> str:
+    right = task["right"] if minus is None else [
+        mine - theirs for mine, theirs in zip(task["right"], minus["right"])]
+    result = bootstrap_ratio(right, task["size"])
+    return (f"{100 * result['mean']:.1f} [{100 * result['low']:.1f}, "
+            f"{100 * result['high']:.1f}]")
+
+
+def labelled_table(results: dict[str, Any]) -> str:
+    labelled, floors = results["labelled"], results["floors"]
+    lines = []
+    for floor, row_name in FLOORS.items():
+        cells = [[accuracy(floors[floor]) if of == floor else "—", "—"]
+                 for _, of in LABELLED.values()]
+        lines.append([row_name, *(cell for pair in cells for cell in pair)])
+    encoders = [RANDOM_INIT, *(arm for arm in ARMS if arm in labelled)]
+    for name in encoders:
+        cells = []
+        for task_name in LABELLED:
+            cells.append(accuracy(labelled[name][task_name]))
+            cells.append("—" if name == RANDOM_INIT else
+                         accuracy(labelled[name][task_name], labelled[RANDOM_INIT][task_name]))
+        lines.append([name, *cells])
+    header = ["encoder"] + [text for column, _ in LABELLED.values()
+                            for text in (column, "− random init")]
+    spreads = []
+    for task_name in LABELLED:
+        values = [100 * mean_and_spread(labelled[name][task_name]["runs"])[1] for name in encoders]
+        spreads.append(f"{min(values):.1f}–{max(values):.1f}")
+    sizes = results["labelled_sizes"]
+    runs = len(labelled[RANDOM_INIT]["sentiment"]["runs"])
+    return markdown_table(header, lines) + (
+        f"\nAccuracy in %, with 95% intervals from resampling test reviews or sentences; "
+        f"{runs} runs per encoder (pretraining seeds × seeds of the probe or the fine-tuning), "
+        f"whose accuracies spread by s = {spreads[0]} points (sentiment, probe), {spreads[1]} "
+        f"(sentiment, fine-tuned) and {spreads[2]} (part of speech).\n\n"
+        f"Sentiment: {sizes['sentiment'][0]} training and {sizes['sentiment'][1]} test reviews, "
+        f"balanced. Part of speech: {sizes['part of speech'][0]} training and "
+        f"{sizes['part of speech'][1]} test sentences of held-out documents, "
+        f"{sum(floors['part of speech']['size'])} test characters, {results['tag_count']} tags; "
+        f"always answering the most frequent tag: {100 * results['majority_tag_share']:.1f}%.\n")
+
+
 def plot_curves(results: dict[str, Any], path: Path) -> None:
     plt = pyplot()
     figure, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
@@ -172,16 +302,18 @@ def plot_curves(results: dict[str, Any], path: Path) -> None:
 
 
 def draw(results: dict[str, Any], out_dir: Path) -> None:
-    write_table(out_dir / "table.md", results_table(results))
+    write_table(out_dir / "table.md", results_table(results) + "\n" + labelled_table(results))
     plot_curves(results, out_dir / "cloze.svg")
 
 
 # %% [markdown]
 # ## Run it
 #
-# From a shell, `labnotes experiment chinese_wwm` runs the six runs (about 20 minutes on 2 CPU
-# cores) and writes `docs/results/chinese_wwm/`; `--redraw` redraws the table and figure from
-# the stored `results.json`. It needs the Chinese extra: `pip install 'labnotes[zh]'`.
+# From a shell, `labnotes experiment chinese_wwm` runs the six runs, their probes and their
+# fine-tuning (9 to 20 minutes on 2 shared CPU cores, depending on their load; the labelled
+# tasks take about three minutes of it) and writes `docs/results/chinese_wwm/`; `--redraw`
+# redraws the tables and figure from the stored `results.json`. It needs the Chinese extra:
+# `pip install 'labnotes[zh]'`.
 
 # %%
 if __name__ == "__main__":

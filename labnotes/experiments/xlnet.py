@@ -192,8 +192,15 @@ def bootstrap_mean(values: list[float], groups: list[int], seed: int = 0
     by_group: dict[int, list[float]] = {}
     for value, group in zip(values, groups):
         by_group.setdefault(group, []).append(value)
-    sums = torch.tensor([sum(v) for v in by_group.values()], dtype=torch.float64)
-    counts = torch.tensor([len(v) for v in by_group.values()], dtype=torch.float64)
+    return bootstrap_ratio([sum(v) for v in by_group.values()],
+                           [len(v) for v in by_group.values()], seed)
+
+
+def bootstrap_ratio(group_sums: list[float], group_counts: list[int], seed: int = 0
+                    ) -> dict[str, float]:
+    """sum / count over groups, and its 95% interval from resampling whole groups."""
+    sums = torch.tensor(group_sums, dtype=torch.float64)
+    counts = torch.tensor(group_counts, dtype=torch.float64)
     generator = torch.Generator().manual_seed(seed)
     picks = torch.randint(len(sums), (BOOTSTRAP, len(sums)), generator=generator)
     means = sums[picks].sum(1) / counts[picks].sum(1)
