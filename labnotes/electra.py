@@ -473,9 +473,12 @@ def quick_config(config: ElectraConfig) -> ElectraConfig:
 # The second measure is the detector's loss beside a **constant answer's**. A detector that
 # ignores its input does best by answering the replaced fraction $p$ everywhere, and its loss
 # is then the binary entropy $H(p) = -p \log p - (1 - p) \log(1 - p)$
-# (`baseline_disc_loss`); `eval_disc_loss` is the detector's own loss on the same tokens, every
-# real one, as in training. Both come with every evaluation, so `metrics.jsonl` holds their
-# curve over training, and `summary.json` their last values.
+# (`baseline_disc_loss`); `eval_disc_loss` is the detector's own loss on the same tokens. Both
+# are taken on the positions the AUC ranks, with $p$ the replaced fraction there
+# (`eval_judged_replaced_fraction`): over every real token, as training counts it, a detector
+# that only learned to answer 0 at `[CLS]` and `[SEP]` would beat $H(p)$ by a few hundredths of
+# a nat while knowing nothing about words. Both come with every evaluation, so `metrics.jsonl`
+# holds their curve over training, and `summary.json` their last values.
 
 # %%
 class ElectraTask:
@@ -590,9 +593,13 @@ def binary_entropy(fraction: float) -> float:
 def evaluate_electra(model: nn.Module, inputs: Tensor, labels: Tensor, padding: Tensor,
                      noise: Tensor, device: torch.device, batch_size: int = 128,
                      candidates: Tensor | None = None) -> dict[str, float]:
-    """Held-out metrics; `candidates` [B, T]: the positions AUC ranks (default: real tokens)."""
+    """Held-out metrics; `candidates` [B, T]: the positions the detector is judged on, by its AUC
+    and by its loss beside the constant answer's (default: real tokens). Positions the generator
+    can never fill ([CLS], [SEP]) are left out by the caller: a detector that only learned where
+    they sit would otherwise look better than the constant answer."""
     totals: dict[str, float] = {}
     mlm_sum = main_sum = main_count = disc_sum = 0.0
+    ranked_count = ranked_replaced = 0
     ranked_scores, ranked_labels = [], []
     for start in range(0, len(inputs), batch_size):
         part = slice(start, start + batch_size)
@@ -604,11 +611,13 @@ def evaluate_electra(model: nn.Module, inputs: Tensor, labels: Tensor, padding: 
         main_count += int(out["main_count"])
         for key, value in detection_counts(out).items():
             totals[key] = totals.get(key, 0) + value
-        if "disc_logits" in out:  # the detector's loss over every real token, and its ranking
+        if "disc_logits" in out:  # the detector's loss and ranking over the judged positions
             real, logits = out["real"], out["disc_logits"].float()
-            disc_sum += F.binary_cross_entropy_with_logits(
-                logits[real], out["replaced"][real].float(), reduction="sum").item()
             ranked = (candidates[part].to(device) if candidates is not None else real) & real
+            disc_sum += F.binary_cross_entropy_with_logits(
+                logits[ranked], out["replaced"][ranked].float(), reduction="sum").item()
+            ranked_count += int(ranked.sum())
+            ranked_replaced += int(out["replaced"][ranked].sum())
             ranked_scores.append(logits[ranked].cpu())
             ranked_labels.append(out["replaced"][ranked].cpu())
     n = max(totals["selected"], 1)
@@ -624,8 +633,9 @@ def evaluate_electra(model: nn.Module, inputs: Tensor, labels: Tensor, padding: 
             "eval_disc_recall": totals["true_positive"] / max(totals["replaced"], 1),
             "baseline_disc_accuracy": 1.0 - result["eval_replaced_fraction"],
             "eval_disc_auc": replaced_auc(torch.cat(ranked_scores), torch.cat(ranked_labels)),
-            "eval_disc_loss": disc_sum / max(totals["real"], 1),
-            "baseline_disc_loss": binary_entropy(result["eval_replaced_fraction"]),
+            "eval_disc_loss": disc_sum / max(ranked_count, 1),
+            "eval_judged_replaced_fraction": ranked_replaced / max(ranked_count, 1),
+            "baseline_disc_loss": binary_entropy(ranked_replaced / max(ranked_count, 1)),
         })
     return result
 
@@ -675,33 +685,37 @@ if __name__ == "__main__":
 # ## Evidence: does the discriminator learn?
 #
 # [The AUC experiment](experiments.electra.md#does-the-discriminator-learn-held-out-auc-of-the-candidate-recipes)
-# (`python scripts/electra_auc.py`; 24 minutes on one thread of a 2-core CPU shared with other
-# jobs, about 19 without them) follows the held-out AUC through training for the joint recipe
+# (`python scripts/electra_auc.py`; 12 minutes on one thread with the MLM start already in the
+# cache, about 4 more to train it) follows the held-out AUC through training for the joint recipe
 # from random weights, two of the paper's levers for it, and the warm start that is now this
 # page's default.
 #
 # <!-- results: electra-auc -->
 #
 # **From random weights the discriminator barely ranks.** After 600 joint steps the old
-# recipe's detector has an AUC of 0.527 [0.518, 0.535]: above chance, as its loss also says
-# (0.378 nats against 0.387 for the constant answer), but far from useful, and at a threshold
-# of 0.5 it still calls nothing replaced. Neither lever changes that. The official small
-# model's lower learning rate with a long warmup, with 25% masking, looks best early, an AUC of
-# 0.83 at step 100, but only while its generator is nearly uniform (0.1% of its samples right):
-# a random token is easy to spot. As the generator learns, the AUC falls to 0.54 by step 400
-# and stays near it (0.553 at step 600). A narrower generator (1/8 of the discriminator's
-# width, 25% masking) ends at 0.516. The right panel shows the pattern: in every joint arm the
-# AUC falls as the generator's accuracy rises. It is the failure the first author describes
-# (google-research/electra issue #37), a generator that gets too good too quickly for the
-# discriminator — though "too good" here means 3–8% of the masked words right.
+# recipe's detector has an AUC of 0.527 [0.518, 0.535], barely above chance, and its loss is
+# the constant answer's (0.400 nats against 0.400; both judged only where the generator could
+# have put a fake, since a detector that learns where `[CLS]` and `[SEP]` sit would otherwise
+# look better than it is): it has learned next to nothing, and at a threshold of 0.5 it calls
+# nothing replaced. Neither lever changes that. The official small model's lower learning rate
+# with a long warmup, with 25% masking, looks best early, an AUC of 0.83 at step 100, but only
+# while its generator is nearly uniform (0.05% of its samples right): a random token is easy to
+# spot. As the generator learns, the AUC falls to 0.54 by step 400 and stays near it (0.553 at
+# step 600; loss 0.551 against 0.554). A narrower generator (1/8 of the discriminator's width,
+# 25% masking) ends at 0.516, its loss the constant's. The right panel shows the pattern: in the
+# two lever arms the AUC falls as the generator's accuracy rises, and in the plain joint arm it
+# stays flat near 0.52 while its generator goes from 1% to 8%. It is the failure the first
+# author describes (google-research/electra issue #37), a generator that gets too good too
+# quickly for the discriminator — though "too good" here means 3–8% of the masked words right.
 #
 # **The warm start gets there.** Started from the encoder of a 1200-step MLM, the
-# discriminator's AUC climbs *while* its generator improves, from 0.62 at step 100 to 0.737
-# [0.730, 0.744] at step 400, against a generator about as accurate as the joint arms' at the
-# end (6.3% of masked words, against 7.9% for the old recipe); its loss falls to 0.341 nats
-# against the constant's 0.391, and at a threshold of 0.5 it now flags 12% of the replaced
-# tokens, half of its flags right (precision 0.51, against 0.13 for guessing). It is the only
-# candidate above 0.7, and still rising, hence the default. It costs more compute, the MLM
+# discriminator's AUC first dips as its generator learns (0.664 at step 50, 0.623 at step 100),
+# then climbs *while* the generator keeps improving, to 0.737 [0.730, 0.744] at step 400,
+# against a generator about as accurate as the joint arms' at the end (6.3% of masked words,
+# against 7.9% for the old recipe); its loss falls to 0.360 nats against the constant's 0.405,
+# and at a threshold of 0.5 it now flags 12% of the replaced tokens, half of its flags right
+# (precision 0.51, against 0.13 for guessing). It is the only candidate above 0.7, levelling
+# off near 0.74 (0.742 at step 350), hence the default. It costs more compute, the MLM
 # stage 11.5 of its 17 TFLOPs, about twice a joint arm's 600 steps; but the joint recipe's AUC
 # does not grow with steps (flat from step 100 to 600 here; recall 0 after 3000 steps in the
 # run described below), so a longer joint run is not the same curve further along. Why it

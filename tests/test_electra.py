@@ -454,8 +454,10 @@ def test_the_summary_reports_auc_and_the_constant_answers_loss(tmp_path):
                  "--set", "warm_start_steps=0", "--set", "eval_blocks=32", *TINY]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert 0.0 <= summary["eval_disc_auc"] <= 1.0
+    # the constant answer is judged where the detector is: positions the generator can fill
     assert summary["baseline_disc_loss"] == pytest.approx(
-        binary_entropy(summary["eval_replaced_fraction"]))
+        binary_entropy(summary["eval_judged_replaced_fraction"]))
+    assert summary["eval_judged_replaced_fraction"] > summary["eval_replaced_fraction"]
     assert summary["eval_disc_loss"] > 0 and summary["warm_start_steps"] == 0
     curve = [row["eval_disc_auc"] for row in read_metrics(out / "metrics.jsonl")
              if "eval_disc_auc" in row]

@@ -343,8 +343,11 @@ def plot_compute(results: dict[str, Any], path: Path) -> None:
 # model's 25% masking; a generator half as wide as the default, 1/8, with 25% masking); and the
 # warm start, the ELECTRA page's default (an MLM of 1200 steps, then 400 ELECTRA steps,
 # evaluated every 50). The joint arms train 600 steps each, evaluated every 100. Every arm
-# trains on batches of 64 blocks of 64 tokens, one seed, and is evaluated on the same 1024
-# held-out blocks with the same masks and noise. The figure's left panel plots the AUC against
+# trains on batches of 64 blocks of 64 tokens, one seed, and is evaluated on all 763 held-out
+# blocks of the embedded corpus (`eval_blocks` would cap them at 1024) with the same noise, the
+# masks drawn at each arm's own rate. The detector is judged only where the generator could
+# have put a fake: `[CLS]` and `[SEP]` are never replaced, and a detector that merely learned
+# where they sit would otherwise beat the constant answer's loss. The figure's left panel plots the AUC against
 # training compute, the MLM stage included; the right panel plots the same points against the
 # generator's held-out MLM accuracy at that evaluation, since a detector is only as good as
 # the fakes it is shown are hard: an untrained generator writes nearly random tokens.
