@@ -44,6 +44,7 @@ import os
 import random
 import shutil
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,9 +55,10 @@ import torch.nn.functional as F
 from safetensors.torch import load_model
 from torch import Tensor, nn
 
-from labnotes.data import cache_dir
+from labnotes.data import cache_dir, load_corpus
 from labnotes.mlm import MaskedLanguageModel, MLMConfig, MLMTask
-from labnotes.tokenizer import CLS_ID, CorpusConfig, PAD_ID, SEP_ID, prepare_corpus
+from labnotes.tokenizer import (CLS_ID, PAD_ID, SEP_ID, CorpusConfig, prepare_corpus,
+                                source_stamp)
 from labnotes.training import (QUICK, CheckpointError, TrainConfig, latest_checkpoint, make_quick,
                                read_checkpoint_state, task_settings, train)
 from labnotes.transformer import Encoder, EncoderConfig, init_weights
@@ -241,29 +243,70 @@ def start_config(config: Any, steps: int) -> MLMConfig:
     return mlm
 
 
+START_STAMP = "start.json"  # in a cached start: the corpus it was trained on, by content
+START_WAIT_S = 1800.0  # how long torchrun's other ranks wait for rank 0 to file the start
+
+
+def corpus_identity(data: str | None) -> dict[str, Any]:
+    """What `--data` names, by content: the resolved path (if it is one) and the SHA-256 of
+    the corpus text. An edited file is another corpus, a copy of it the same one."""
+    resolved = str(Path(data).resolve()) if data and Path(data).exists() else data
+    key = json.dumps([resolved, source_stamp(data)])
+    if key not in _IDENTITIES:
+        text = load_corpus(resolved).text()
+        _IDENTITIES[key] = {"data": resolved,
+                            "corpus_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
+    return _IDENTITIES[key]
+
+
+_IDENTITIES: dict[str, dict[str, Any]] = {}
+
+
 def trained_start(config: Any, steps: int) -> Path:
     """The folder of the `steps`-step MLM start for `config`: trained once, then found in the
-    cache (shared with any page that asks for the same start: ELECTRA's warm start does)."""
+    cache (shared with any page that asks for the same start: ELECTRA's warm start does).
+    The cache key holds the corpus by content, so an edited `--data` file trains a new start.
+    Under torchrun every rank trains it together; rank 0 files it, the others wait for that."""
+    identity = corpus_identity(config.corpus.data)
     mlm = start_config(config, steps)
-    settings = {"settings": task_settings(mlm), "train": dataclasses.asdict(mlm.train)}
+    mlm.corpus.data = identity["data"]  # the start's config.json names the file absolutely
+    settings = {"settings": task_settings(mlm), "train": dataclasses.asdict(mlm.train),
+                "corpus_sha256": identity["corpus_sha256"]}
     for volatile in ("device", "progress"):  # where it trained does not make another model
-        settings["train"].pop(volatile)
+        settings["train"].pop(volatile)  # (precision stays: "auto" is part of the key as is)
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     folder = cache_dir() / "mlm-starts" / key
     if latest_checkpoint(folder) is None:
         print(f"labnotes: training the MLM start ({steps} steps; kept in {folder})",
               file=sys.stderr)
-        shutil.rmtree(folder, ignore_errors=True)  # a leftover without a checkpoint
+        rank = int(os.environ.get("RANK", "0"))  # torchrun: only rank 0 writes a run folder
         scratch = folder.with_name(f".{key}.{os.getpid()}")
-        shutil.rmtree(scratch, ignore_errors=True)
+        if rank == 0:
+            shutil.rmtree(folder, ignore_errors=True)  # a leftover without a checkpoint
+            shutil.rmtree(scratch, ignore_errors=True)
         train(MLMTask(mlm), mlm.train, scratch)
+        if rank != 0:
+            wait_for_start(folder, rank)
+            return folder
+        (scratch / START_STAMP).write_text(json.dumps(identity, indent=2) + "\n")
         try:
             os.replace(scratch, folder)  # the cache holds a finished start or none
-        except OSError:  # another process (torchrun's other ranks) finished the same start
+        except OSError:  # another process finished the same start first
             if latest_checkpoint(folder) is None:
                 raise
             shutil.rmtree(scratch, ignore_errors=True)
     return folder
+
+
+def wait_for_start(folder: Path, rank: int, timeout_s: float | None = None) -> None:
+    """Under torchrun, a rank other than 0: wait until rank 0 has filed the start in `folder`."""
+    timeout_s = START_WAIT_S if timeout_s is None else timeout_s
+    deadline = time.monotonic() + timeout_s
+    while latest_checkpoint(folder) is None or not (folder / START_STAMP).exists():
+        if time.monotonic() > deadline:
+            raise CheckpointError(f"rank {rank}: waited {timeout_s:.0f} s for rank 0 to file the "
+                                  f"MLM start in {folder}, and it is not there; did rank 0 fail?")
+        time.sleep(0.2)
 
 
 def load_start(folder: Path, corpus: CorpusConfig,
@@ -279,11 +322,23 @@ def load_start(folder: Path, corpus: CorpusConfig,
         raise CheckpointError(f"--set init={folder}: holds a {saved.get('paper')!r} run; {page} "
                               "starts from a `labnotes train mlm` run")
     theirs = saved["settings"]["corpus"]
+    ours = corpus_identity(corpus.data)
+    if os.path.exists(theirs.get("data") or ""):  # a path: compare where it leads, resolved
+        theirs = {**theirs, "data": str(Path(theirs["data"]).resolve())}
     for name in ("data", "vocab_size", "valid_fraction"):  # what makes the tokenizer and split
-        if theirs.get(name) != getattr(corpus, name):
+        value = ours["data"] if name == "data" else getattr(corpus, name)
+        if theirs.get(name) != value:
             raise CheckpointError(f"--set init={folder}: its corpus.{name} is "
-                                  f"{theirs.get(name)!r}, this run's {getattr(corpus, name)!r}; "
+                                  f"{theirs.get(name)!r}, this run's {value!r}; "
                                   "they must match (the tokenizer and held-out split depend on it)")
+    stamp = folder / START_STAMP  # a cached start records its corpus by content
+    if stamp.exists():
+        recorded = json.loads(stamp.read_text()).get("corpus_sha256")
+        if recorded != ours["corpus_sha256"]:
+            raise CheckpointError(f"--set init={folder}: it was trained on a corpus of SHA-256 "
+                                  f"{recorded}, but {ours['data']!r} now holds one of SHA-256 "
+                                  f"{ours['corpus_sha256']}; the file changed since, so its "
+                                  "token ids would not mean the same words")
     checkpoint = latest_checkpoint(folder)
     if checkpoint is None:
         raise CheckpointError(f"--set init={folder}: no checkpoint yet")
