@@ -60,7 +60,7 @@ from labnotes.mlm import MaskedLanguageModel, MLMConfig, MLMTask
 from labnotes.tokenizer import (CLS_ID, PAD_ID, SEP_ID, CorpusConfig, prepare_corpus,
                                 source_stamp)
 from labnotes.training import (QUICK, CheckpointError, TrainConfig, latest_checkpoint, make_quick,
-                               read_checkpoint_state, task_settings, train)
+                               read_checkpoint_state, read_metrics, task_settings, train)
 from labnotes.transformer import Encoder, EncoderConfig, init_weights
 
 # %% [markdown]
@@ -700,6 +700,25 @@ class ContrastiveConfig:
 # one-word deletions.
 
 # %%
+def start_shape(config: Any, vocab_size: int) -> EncoderConfig:
+    """The encoder shape `trained_start` gives `config` (the MLM task fits the vocabulary and
+    position table to its corpus), known without training or reading it."""
+    mlm = start_config(config, 1)
+    return dataclasses.replace(mlm.model, vocab_size=vocab_size,
+                               max_len=max(mlm.model.max_len, mlm.corpus.seq_len))
+
+
+def recorded_references(run: Path) -> dict[str, float] | None:
+    """The start's, bag-of-words and chance measures the run in `run` recorded at its last
+    evaluation (None if it has none: they are measured again, from the loaded weights)."""
+    rows = [row for row in read_metrics(run / "metrics.jsonl")
+            if any(key.startswith("eval_") for key in row)]
+    if not rows:
+        return None
+    return {key: value for key, value in rows[-1].items()
+            if key != "step" and not key.startswith("eval_")}
+
+
 def flat_metrics(prefix: str, measured: dict[str, Any]) -> dict[str, float]:
     """A measure() result as `prefix_*` numbers (the spectrum as its top share)."""
     flat = {f"{prefix}_{key}": value for key, value in measured.items() if key != "spectrum"}
@@ -714,20 +733,34 @@ class ContrastiveTask:
     rows_interact = True  # in-batch negatives: one process sees the whole batch (Training page)
 
     def __init__(self, config: ContrastiveConfig,
-                 reference: dict[str, float] | None = None) -> None:
+                 reference: dict[str, float] | None = None,
+                 from_checkpoint: Path | None = None) -> None:
         """`reference`: the start's, bag-of-words and chance measures, if already made (the
-        experiment's arms share one start)."""
+        experiment's arms share one start). `from_checkpoint`: the run folder whose checkpoint
+        will replace the weights (a reload, a resume); then the start is not trained, and the
+        references are the ones that run recorded."""
         config.__post_init__()
         self.config = config
         self.start_folder = (Path(config.init) if config.init
+                             else None if from_checkpoint is not None
                              else trained_start(config, config.start_steps))
-        shape, weights = load_start(self.start_folder, config.corpus)
         prepared = prepare_corpus(config.corpus)
+        if self.start_folder is None:  # the shape the cached start had: no need to train it
+            shape, weights = start_shape(config, prepared.tokenizer.vocab_size), None
+        elif from_checkpoint is not None and not self.start_folder.exists():
+            raise CheckpointError(f"{from_checkpoint}: this run started from init="
+                                  f"{self.start_folder}, which is gone; its encoder's shape "
+                                  "(heads included) is read from there")
+        else:
+            shape, weights = load_start(self.start_folder, config.corpus)
         self.tokenizer = prepared.tokenizer
         torch.manual_seed(config.train.seed)
         shape = dataclasses.replace(shape, dropout=config.model.dropout)  # the start's, but p
         self.model = SentenceEncoder(shape, config.pooling)
-        self.model.encoder.load_state_dict(weights)
+        if weights is not None:
+            self.model.encoder.load_state_dict(weights)
+        if from_checkpoint is not None and reference is None:
+            reference = recorded_references(Path(from_checkpoint))
         length = config.corpus.seq_len
         self.sentences = sentence_pool(prepared.train_documents, length)
         if len(self.sentences) < config.train.batch_size:
