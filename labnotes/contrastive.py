@@ -44,7 +44,6 @@ import os
 import random
 import shutil
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,7 +59,8 @@ from labnotes.mlm import MaskedLanguageModel, MLMConfig, MLMTask
 from labnotes.tokenizer import (CLS_ID, PAD_ID, SEP_ID, CorpusConfig, prepare_corpus,
                                 source_stamp)
 from labnotes.training import (QUICK, CheckpointError, TrainConfig, latest_checkpoint, make_quick,
-                               read_checkpoint_state, read_metrics, task_settings, train)
+                               join_processes, pick_device, read_checkpoint_state, read_metrics,
+                               task_settings, train)
 from labnotes.transformer import Encoder, EncoderConfig, init_weights
 
 # %% [markdown]
@@ -244,7 +244,6 @@ def start_config(config: Any, steps: int) -> MLMConfig:
 
 
 START_STAMP = "start.json"  # in a cached start: the corpus it was trained on, by content
-START_WAIT_S = 1800.0  # how long torchrun's other ranks wait for rank 0 to file the start
 
 
 def corpus_identity(data: str | None) -> dict[str, Any]:
@@ -279,14 +278,16 @@ def trained_start(config: Any, steps: int) -> Path:
     if latest_checkpoint(folder) is None:
         print(f"labnotes: training the MLM start ({steps} steps; kept in {folder})",
               file=sys.stderr)
-        rank = int(os.environ.get("RANK", "0"))  # torchrun: only rank 0 writes a run folder
+        # torchrun: the group is joined here and kept up, so that the MLM's training and this
+        # page's join it rather than each set one up and take it down; only rank 0 writes
+        processes = join_processes(pick_device(mlm.train.device))
         scratch = folder.with_name(f".{key}.{os.getpid()}")
-        if rank == 0:
+        if processes.rank == 0:
             shutil.rmtree(folder, ignore_errors=True)  # a leftover without a checkpoint
             shutil.rmtree(scratch, ignore_errors=True)
         train(MLMTask(mlm), mlm.train, scratch)
-        if rank != 0:
-            wait_for_start(folder, rank)
+        if processes.rank != 0:
+            processes.barrier()  # until rank 0 has filed the start
             return folder
         (scratch / START_STAMP).write_text(json.dumps(identity, indent=2) + "\n")
         try:
@@ -295,18 +296,8 @@ def trained_start(config: Any, steps: int) -> Path:
             if latest_checkpoint(folder) is None:
                 raise
             shutil.rmtree(scratch, ignore_errors=True)
+        processes.barrier()  # the start is filed: the other ranks may read it
     return folder
-
-
-def wait_for_start(folder: Path, rank: int, timeout_s: float | None = None) -> None:
-    """Under torchrun, a rank other than 0: wait until rank 0 has filed the start in `folder`."""
-    timeout_s = START_WAIT_S if timeout_s is None else timeout_s
-    deadline = time.monotonic() + timeout_s
-    while latest_checkpoint(folder) is None or not (folder / START_STAMP).exists():
-        if time.monotonic() > deadline:
-            raise CheckpointError(f"rank {rank}: waited {timeout_s:.0f} s for rank 0 to file the "
-                                  f"MLM start in {folder}, and it is not there; did rank 0 fail?")
-        time.sleep(0.2)
 
 
 def load_start(folder: Path, corpus: CorpusConfig,
