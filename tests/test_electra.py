@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from labnotes.cli import main
 from labnotes.contrastive import trained_start
 from labnotes.registry import load_run
-from labnotes.tokenizer import CorpusConfig
+from labnotes.tokenizer import CLS_ID, SEP_ID, CorpusConfig
 from labnotes.electra import (ELECTRA, ElectraConfig, ElectraTask, binary_entropy,
                               discriminator_loss, electra_masking, generator_config,
                               replace_tokens, replaced_auc, sample_tokens)
@@ -576,3 +576,43 @@ def test_the_bootstrap_interval_brackets_the_auc_and_resamples_whole_blocks():
     low, high = bootstrap_auc(scores, replaced, blocks, resamples=100)
     assert low <= replaced_auc(scores, replaced) <= high and high - low < 0.2
     assert bootstrap_auc(scores, replaced, blocks, resamples=100) == (low, high)  # seeded
+
+
+class SpecialsScoredHigh(torch.nn.Module):
+    """A detector's logits with `[CLS]`, `[SEP]` and padding pushed far above the rest:
+    `flat` answers 0 on every word, else the wrapped model's own logits are kept there."""
+
+    def __init__(self, model: torch.nn.Module, flat: bool) -> None:
+        super().__init__()
+        self.model, self.flat = model, flat
+
+    def __getattr__(self, name):  # the evaluation reads the model's weights (mlm_weight, ...)
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.model, name)
+
+    def forward(self, input_ids, labels, padding_mask, noise):
+        out = self.model(input_ids, labels, padding_mask, noise)
+        special = (input_ids == CLS_ID) | (input_ids == SEP_ID) | ~padding_mask
+        words = torch.zeros_like(out["disc_logits"]) if self.flat else out["disc_logits"]
+        out["disc_logits"] = torch.where(special, torch.full_like(words, 1e4), words)
+        return out
+
+
+def test_the_auc_leaves_out_cls_sep_and_padding(tmp_path):
+    data = write_small_corpus(tmp_path / "small.txt")
+    task = ElectraTask(tiny_electra_config(data, warm_start_steps=0))
+    cpu = torch.device("cpu")
+    task.model.eval()
+    with torch.no_grad():
+        own = task.evaluate(task.model, cpu)["eval_disc_auc"]
+        only_specials = task.evaluate(SpecialsScoredHigh(task.model, flat=True), cpu)
+        plus_specials = task.evaluate(SpecialsScoredHigh(task.model, flat=False), cpu)
+    assert task.valid_padding.logical_not().any()  # the held-out rows do hold padding
+    assert only_specials["eval_disc_auc"] == 0.5  # one score for every word: chance
+    assert plus_specials["eval_disc_auc"] == pytest.approx(own, abs=1e-12)
+    task.valid_candidates = task.valid_padding  # ranking every real token instead would
+    with torch.no_grad():                       # reward the specials' scores
+        assert task.evaluate(SpecialsScoredHigh(task.model, flat=True), cpu)[
+            "eval_disc_auc"] < 0.5
