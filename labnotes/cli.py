@@ -278,7 +278,7 @@ def command_train(parser: Parser, args: argparse.Namespace) -> int:
     config = configure(paper, args)
     out = args.out or Path("runs") / paper.name
     check_out_dir(out, args.resume, args.overwrite)  # before the corpus and model are built
-    task = paper.build_task(config)
+    task = paper.build_task(config, from_checkpoint=out if args.resume else None)
     summary = train(task, config.train, out, resume=args.resume, overwrite=args.overwrite)
     if not first_process():  # under torchrun: rank 0 reports for all
         return 0

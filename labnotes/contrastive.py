@@ -54,11 +54,13 @@ import torch.nn.functional as F
 from safetensors.torch import load_model
 from torch import Tensor, nn
 
-from labnotes.data import cache_dir
+from labnotes.data import cache_dir, load_corpus
 from labnotes.mlm import MaskedLanguageModel, MLMConfig, MLMTask
-from labnotes.tokenizer import CLS_ID, CorpusConfig, PAD_ID, SEP_ID, prepare_corpus
+from labnotes.tokenizer import (CLS_ID, PAD_ID, SEP_ID, CorpusConfig, prepare_corpus,
+                                source_stamp)
 from labnotes.training import (QUICK, CheckpointError, TrainConfig, latest_checkpoint, make_quick,
-                               read_checkpoint_state, task_settings, train)
+                               join_processes, pick_device, read_checkpoint_state, read_metrics,
+                               task_settings, train)
 from labnotes.transformer import Encoder, EncoderConfig, init_weights
 
 # %% [markdown]
@@ -241,28 +243,60 @@ def start_config(config: Any, steps: int) -> MLMConfig:
     return mlm
 
 
+START_STAMP = "start.json"  # in a cached start: the corpus it was trained on, by content
+
+
+def corpus_identity(data: str | None) -> dict[str, Any]:
+    """What `--data` names, by content: the resolved path (if it is one) and the SHA-256 of
+    the corpus text. An edited file is another corpus, a copy of it the same one."""
+    resolved = str(Path(data).resolve()) if data and Path(data).exists() else data
+    key = json.dumps([resolved, source_stamp(data)])
+    if key not in _IDENTITIES:
+        text = load_corpus(resolved).text()
+        _IDENTITIES[key] = {"data": resolved,
+                            "corpus_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
+    return _IDENTITIES[key]
+
+
+_IDENTITIES: dict[str, dict[str, Any]] = {}
+
+
 def trained_start(config: Any, steps: int) -> Path:
     """The folder of the `steps`-step MLM start for `config`: trained once, then found in the
-    cache (shared with any page that asks for the same start: ELECTRA's warm start does)."""
+    cache (shared with any page that asks for the same start: ELECTRA's warm start does).
+    The cache key holds the corpus by content, so an edited `--data` file trains a new start.
+    Under torchrun every rank trains it together; rank 0 files it, the others wait for that."""
+    identity = corpus_identity(config.corpus.data)
     mlm = start_config(config, steps)
-    settings = {"settings": task_settings(mlm), "train": dataclasses.asdict(mlm.train)}
+    mlm.corpus.data = identity["data"]  # the start's config.json names the file absolutely
+    settings = {"settings": task_settings(mlm), "train": dataclasses.asdict(mlm.train),
+                "corpus_sha256": identity["corpus_sha256"]}
     for volatile in ("device", "progress"):  # where it trained does not make another model
-        settings["train"].pop(volatile)
+        settings["train"].pop(volatile)  # (precision stays: "auto" is part of the key as is)
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     folder = cache_dir() / "mlm-starts" / key
     if latest_checkpoint(folder) is None:
         print(f"labnotes: training the MLM start ({steps} steps; kept in {folder})",
               file=sys.stderr)
-        shutil.rmtree(folder, ignore_errors=True)  # a leftover without a checkpoint
+        # torchrun: the group is joined here and kept up, so that the MLM's training and this
+        # page's join it rather than each set one up and take it down; only rank 0 writes
+        processes = join_processes(pick_device(mlm.train.device))
         scratch = folder.with_name(f".{key}.{os.getpid()}")
-        shutil.rmtree(scratch, ignore_errors=True)
+        if processes.rank == 0:
+            shutil.rmtree(folder, ignore_errors=True)  # a leftover without a checkpoint
+            shutil.rmtree(scratch, ignore_errors=True)
         train(MLMTask(mlm), mlm.train, scratch)
+        if processes.rank != 0:
+            processes.barrier()  # until rank 0 has filed the start
+            return folder
+        (scratch / START_STAMP).write_text(json.dumps(identity, indent=2) + "\n")
         try:
             os.replace(scratch, folder)  # the cache holds a finished start or none
-        except OSError:  # another process (torchrun's other ranks) finished the same start
+        except OSError:  # another process finished the same start first
             if latest_checkpoint(folder) is None:
                 raise
             shutil.rmtree(scratch, ignore_errors=True)
+        processes.barrier()  # the start is filed: the other ranks may read it
     return folder
 
 
@@ -279,11 +313,23 @@ def load_start(folder: Path, corpus: CorpusConfig,
         raise CheckpointError(f"--set init={folder}: holds a {saved.get('paper')!r} run; {page} "
                               "starts from a `labnotes train mlm` run")
     theirs = saved["settings"]["corpus"]
+    ours = corpus_identity(corpus.data)
+    if os.path.exists(theirs.get("data") or ""):  # a path: compare where it leads, resolved
+        theirs = {**theirs, "data": str(Path(theirs["data"]).resolve())}
     for name in ("data", "vocab_size", "valid_fraction"):  # what makes the tokenizer and split
-        if theirs.get(name) != getattr(corpus, name):
+        value = ours["data"] if name == "data" else getattr(corpus, name)
+        if theirs.get(name) != value:
             raise CheckpointError(f"--set init={folder}: its corpus.{name} is "
-                                  f"{theirs.get(name)!r}, this run's {getattr(corpus, name)!r}; "
+                                  f"{theirs.get(name)!r}, this run's {value!r}; "
                                   "they must match (the tokenizer and held-out split depend on it)")
+    stamp = folder / START_STAMP  # a cached start records its corpus by content
+    if stamp.exists():
+        recorded = json.loads(stamp.read_text()).get("corpus_sha256")
+        if recorded != ours["corpus_sha256"]:
+            raise CheckpointError(f"--set init={folder}: it was trained on a corpus of SHA-256 "
+                                  f"{recorded}, but {ours['data']!r} now holds one of SHA-256 "
+                                  f"{ours['corpus_sha256']}; the file changed since, so its "
+                                  "token ids would not mean the same words")
     checkpoint = latest_checkpoint(folder)
     if checkpoint is None:
         raise CheckpointError(f"--set init={folder}: no checkpoint yet")
@@ -645,6 +691,25 @@ class ContrastiveConfig:
 # one-word deletions.
 
 # %%
+def start_shape(config: Any, vocab_size: int) -> EncoderConfig:
+    """The encoder shape `trained_start` gives `config` (the MLM task fits the vocabulary and
+    position table to its corpus), known without training or reading it."""
+    mlm = start_config(config, 1)
+    return dataclasses.replace(mlm.model, vocab_size=vocab_size,
+                               max_len=max(mlm.model.max_len, mlm.corpus.seq_len))
+
+
+def recorded_references(run: Path) -> dict[str, float] | None:
+    """The start's, bag-of-words and chance measures the run in `run` recorded at its last
+    evaluation (None if it has none: they are measured again, from the loaded weights)."""
+    rows = [row for row in read_metrics(run / "metrics.jsonl")
+            if any(key.startswith("eval_") for key in row)]
+    if not rows:
+        return None
+    return {key: value for key, value in rows[-1].items()
+            if key != "step" and not key.startswith("eval_")}
+
+
 def flat_metrics(prefix: str, measured: dict[str, Any]) -> dict[str, float]:
     """A measure() result as `prefix_*` numbers (the spectrum as its top share)."""
     flat = {f"{prefix}_{key}": value for key, value in measured.items() if key != "spectrum"}
@@ -659,20 +724,34 @@ class ContrastiveTask:
     rows_interact = True  # in-batch negatives: one process sees the whole batch (Training page)
 
     def __init__(self, config: ContrastiveConfig,
-                 reference: dict[str, float] | None = None) -> None:
+                 reference: dict[str, float] | None = None,
+                 from_checkpoint: Path | None = None) -> None:
         """`reference`: the start's, bag-of-words and chance measures, if already made (the
-        experiment's arms share one start)."""
+        experiment's arms share one start). `from_checkpoint`: the run folder whose checkpoint
+        will replace the weights (a reload, a resume); then the start is not trained, and the
+        references are the ones that run recorded."""
         config.__post_init__()
         self.config = config
         self.start_folder = (Path(config.init) if config.init
+                             else None if from_checkpoint is not None
                              else trained_start(config, config.start_steps))
-        shape, weights = load_start(self.start_folder, config.corpus)
         prepared = prepare_corpus(config.corpus)
+        if self.start_folder is None:  # the shape the cached start had: no need to train it
+            shape, weights = start_shape(config, prepared.tokenizer.vocab_size), None
+        elif from_checkpoint is not None and not self.start_folder.exists():
+            raise CheckpointError(f"{from_checkpoint}: this run started from init="
+                                  f"{self.start_folder}, which is gone; its encoder's shape "
+                                  "(heads included) is read from there")
+        else:
+            shape, weights = load_start(self.start_folder, config.corpus)
         self.tokenizer = prepared.tokenizer
         torch.manual_seed(config.train.seed)
         shape = dataclasses.replace(shape, dropout=config.model.dropout)  # the start's, but p
         self.model = SentenceEncoder(shape, config.pooling)
-        self.model.encoder.load_state_dict(weights)
+        if weights is not None:
+            self.model.encoder.load_state_dict(weights)
+        if from_checkpoint is not None and reference is None:
+            reference = recorded_references(Path(from_checkpoint))
         length = config.corpus.seq_len
         self.sentences = sentence_pool(prepared.train_documents, length)
         if len(self.sentences) < config.train.batch_size:

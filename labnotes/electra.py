@@ -48,8 +48,8 @@ from labnotes.contrastive import load_start, trained_start
 from labnotes.mlm import IGNORE, mask_tokens
 from labnotes.tokenizer import CorpusConfig, PAD_ID, SPECIAL_TOKENS, prepare_blocks
 from labnotes.training import (QUICK, QUICK_STEPS, CheckpointError, TrainConfig,
-                               latest_checkpoint, make_quick, read_checkpoint_state, share_of_step,
-                               task_settings, train)
+                               latest_checkpoint, make_quick, read_checkpoint_state, read_metrics,
+                               share_of_step, task_settings, train)
 from labnotes.transformer import Embeddings, Encoder, EncoderConfig, init_weights
 
 # %% [markdown]
@@ -484,7 +484,9 @@ def quick_config(config: ElectraConfig) -> ElectraConfig:
 class ElectraTask:
     paper = "electra"
 
-    def __init__(self, config: ElectraConfig) -> None:
+    def __init__(self, config: ElectraConfig, from_checkpoint: Path | None = None) -> None:
+        """`from_checkpoint`: the run folder whose checkpoint will replace the weights (a
+        reload or a resume); then the warm start is neither trained nor read."""
         self.config = config
         self.tokenizer, self.train_blocks, self.valid_blocks = prepare_blocks(
             config.corpus, config.model, across_documents=config.across_documents)
@@ -492,7 +494,9 @@ class ElectraTask:
         self.model = ELECTRA(config.model, generator_fraction=config.generator_fraction,
                              mlm_weight=config.mlm_weight, disc_weight=config.disc_weight)
         self.warm_start_steps = 0
-        if config.init or config.warm_start_steps:
+        if from_checkpoint is not None:  # the steps its warm start took, as the run recorded
+            self.warm_start_steps = recorded_warm_start_steps(Path(from_checkpoint))
+        elif config.init or config.warm_start_steps:
             folder = (Path(config.init) if config.init
                       else trained_start(config, config.warm_start_steps))
             self.warm_start_steps = load_warm_start(self.model, folder, config.corpus,
@@ -549,6 +553,12 @@ class ElectraTask:
                                   self.valid_padding, self.valid_noise, device,
                                   candidates=self.valid_candidates)
         return {**result, "warm_start_steps": self.warm_start_steps}
+
+
+def recorded_warm_start_steps(run: Path) -> int:
+    """The warm start's steps of the run in `run`, from its last evaluation (0 if none)."""
+    rows = [row for row in read_metrics(run / "metrics.jsonl") if "warm_start_steps" in row]
+    return int(rows[-1]["warm_start_steps"]) if rows else 0
 
 
 def detection_counts(out: dict[str, Tensor]) -> dict[str, int]:

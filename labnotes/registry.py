@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 import json
 import typing
 from dataclasses import dataclass
@@ -38,8 +39,14 @@ class Paper:
     def default_config(self) -> Any:
         return getattr(self.page(), self.config)()
 
-    def build_task(self, config: Any) -> Task:
-        return getattr(self.page(), self.task)(config)
+    def build_task(self, config: Any, from_checkpoint: Path | None = None) -> Task:
+        """The page's task for `config`. `from_checkpoint`: the run folder whose checkpoint will
+        replace the weights (a reload, a resume); a task that takes it skips the work that only
+        makes starting weights (ELECTRA's warm start, SimCSE's MLM start)."""
+        kind = getattr(self.page(), self.task)
+        if from_checkpoint is not None and "from_checkpoint" in inspect.signature(kind).parameters:
+            return kind(config, from_checkpoint=Path(from_checkpoint))
+        return kind(config)
 
     def experiment_page(self) -> ModuleType | None:
         return importlib.import_module(self.experiment) if self.experiment else None
@@ -104,7 +111,7 @@ def load_run(folder: Path | str, *, paper: str | None = None) -> tuple[Paper, An
     found = PAPERS[saved["paper"]]
     settings = {**saved["settings"], "train": saved["train"]}
     config = config_from_dict(type(found.default_config()), settings)
-    task = found.build_task(config)
+    task = found.build_task(config, from_checkpoint=folder)
     checkpoint = latest_checkpoint(folder)
     if checkpoint is None:
         raise CheckpointError(f"{folder} has no checkpoint yet; let `labnotes train` finish or "

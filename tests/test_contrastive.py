@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import shutil
 
 import pytest
 import torch
@@ -12,13 +13,16 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from safetensors.torch import load_file
+
 from labnotes.cli import main
 from labnotes.contrastive import (ContrastiveConfig, ContrastiveTask, SentenceEncoder, alignment,
                                   anisotropy, chance_scores, delete_one_word, embed_texts,
                                   info_nce, pad_sentences, rank_of_positives, singular_spectrum,
                                   two_views, uniformity)
 from labnotes.tokenizer import CorpusConfig, prepare_corpus
-from labnotes.training import TrainConfig, read_metrics
+from labnotes.registry import load_run
+from labnotes.training import TrainConfig, latest_checkpoint, read_metrics
 from labnotes.transformer import EncoderConfig
 from test_cli import write_small_corpus
 
@@ -300,3 +304,27 @@ def test_init_must_be_an_mlm_run_on_the_same_corpus(tmp_path, capsys):
                  "--out", str(out), *TINY, "--set", "corpus.vocab_size=300"]) == 1
     assert "its corpus.vocab_size is 400, this run's 300" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_finished_run_reloads_without_its_start_and_trains_nothing(tmp_path, fresh_cache,
+                                                                    capsys):
+    data = write_small_corpus(tmp_path / "small.txt", documents=300)
+    out = tmp_path / "run"
+    assert main(["train", "contrastive", "--data", str(data), "--steps", "2", "--out", str(out),
+                 "--no-progress", *TINY, "--set", "start_steps=2", "--set", "candidates=25",
+                 "--set", "eval_queries=50", "--batch-size", "16"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    shutil.rmtree(fresh_cache / "mlm-starts")
+    capsys.readouterr()
+    _, _, task = load_run(out)
+    weights = load_file(str(latest_checkpoint(out) / "model.safetensors"))
+    ours = task.model.state_dict()
+    for name, value in weights.items():
+        assert torch.equal(ours[name], value), name
+    assert main(["eval", "contrastive", "--checkpoint", str(out), "--device", "cpu"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    recorded = [key for key in summary if key.startswith(("start_", "bow_", "baseline_", "eval_"))]
+    assert any(key.startswith("start_") for key in recorded)
+    for key in recorded:  # the start's measures as the run recorded them, its own as they were
+        assert evaluated[key] == pytest.approx(summary[key], abs=1e-6), key
+    assert not (fresh_cache / "mlm-starts").exists()  # nothing was trained again

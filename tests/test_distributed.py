@@ -5,6 +5,7 @@ of one never stopped, with two processes or with one."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import multiprocessing
 import os
 import shutil
@@ -292,3 +293,23 @@ def test_a_loss_that_compares_rows_is_refused_on_two_processes(tmp_path):
     for worker in workers:
         worker.join(60)
     assert [worker.exitcode for worker in workers] == [3, 3]
+
+
+def test_two_processes_train_one_warm_start_and_file_it_once(corpus, fresh_cache, tmp_path):
+    out = tmp_path / "run"
+    args = ["train", "electra", "--data", corpus.data, "--out", str(out), "--steps", "2",
+            "--batch-size", "8", "--seq-len", "32", "--device", "cpu", "--no-progress",
+            "--set", "dim=32", "--set", "ffn_dim=64", "--set", "layers=1",
+            "--set", "corpus.vocab_size=300", "--set", "eval_blocks=16",
+            "--set", "eval_every=2", "--set", "checkpoint_every=2",
+            "--set", "warm_start_steps=2"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                "--master_port", str(free_port()), "-m", "labnotes"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "LABNOTES_CACHE": str(fresh_cache)}
+    done = subprocess.run([*torchrun, *args], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    starts = list((fresh_cache / "mlm-starts").iterdir())
+    assert len(starts) == 1 and not starts[0].name.startswith(".")  # no scratch folder left
+    assert read_checkpoint_state(latest_checkpoint(starts[0]))["step"] == 2
+    assert json.loads((out / "summary.json").read_text())["warm_start_steps"] == 2

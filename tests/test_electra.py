@@ -5,15 +5,18 @@ the warm start from an MLM encoder."""
 
 import json
 import math
+import shutil
 
 import pytest
 import torch
-from safetensors.torch import load_model
+from safetensors.torch import load_file, load_model
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from labnotes.cli import main
-from labnotes.tokenizer import CorpusConfig
+from labnotes.contrastive import trained_start
+from labnotes.registry import load_run
+from labnotes.tokenizer import CLS_ID, SEP_ID, CorpusConfig
 from labnotes.electra import (ELECTRA, ElectraConfig, ElectraTask, binary_entropy,
                               discriminator_loss, electra_masking, generator_config,
                               replace_tokens, replaced_auc, sample_tokens)
@@ -519,6 +522,54 @@ def test_without_init_the_page_trains_its_own_mlm_start_first(tmp_path):
                            fresh.model.encoder.embeddings.token.weight)
 
 
+def test_an_edited_data_file_trains_a_new_start_and_the_old_one_is_refused(tmp_path, capsys):
+    data = write_small_corpus(tmp_path / "data.txt", seed=0)
+    config = tiny_electra_config(data, warm_start_steps=2)
+    first = trained_start(config, 2)
+    assert "training the MLM start" in capsys.readouterr().err
+    assert trained_start(tiny_electra_config(data, warm_start_steps=2), 2) == first  # cached
+    assert "training the MLM start" not in capsys.readouterr().err
+    write_small_corpus(data, seed=1)  # other text in the same file, the same vocabulary size
+    ElectraTask(tiny_electra_config(data, warm_start_steps=2))
+    assert "training the MLM start" in capsys.readouterr().err
+    assert trained_start(tiny_electra_config(data, warm_start_steps=2), 2) != first
+    with pytest.raises(CheckpointError, match=r"SHA-256 [0-9a-f]{64}.*SHA-256 [0-9a-f]{64}"):
+        ElectraTask(tiny_electra_config(data, init=str(first)))
+
+
+def test_a_finished_run_reloads_without_its_start_and_trains_nothing(tmp_path, fresh_cache,
+                                                                    capsys):
+    data = write_small_corpus(tmp_path / "small.txt")
+    mlm, out = tmp_path / "mlm", tmp_path / "electra"
+    assert main(["train", "mlm", "--data", str(data), "--steps", "3", "--batch-size", "8",
+                 "--seq-len", "32", "--out", str(mlm), *TINY]) == 0
+    assert main(["train", "electra", "--data", str(data), "--seq-len", "32", "--steps", "2",
+                 "--batch-size", "8", "--out", str(out), "--set", f"init={mlm}",
+                 "--set", "eval_blocks=16", *TINY]) == 0
+    default = tmp_path / "default"
+    assert main(["train", "electra", "--data", str(data), "--seq-len", "32", "--steps", "2",
+                 "--batch-size", "8", "--out", str(default), "--set", "warm_start_steps=2",
+                 "--set", "eval_blocks=16", *TINY]) == 0
+    shutil.rmtree(mlm)
+    shutil.rmtree(fresh_cache / "mlm-starts")
+    capsys.readouterr()
+    for run, steps in ((out, 3), (default, 2)):
+        _, _, task = load_run(run)
+        weights = load_file(str(latest_checkpoint(run) / "model.safetensors"))
+        ours = task.model.state_dict()
+        for name, value in weights.items():  # (tied tensors are stored once)
+            assert torch.equal(ours[name], value), name
+        assert task.warm_start_steps == steps
+        assert main(["eval", "electra", "--checkpoint", str(run), "--device", "cpu"]) == 0
+        assert json.loads(capsys.readouterr().out)["warm_start_steps"] == steps
+    assert not (fresh_cache / "mlm-starts").exists()  # nothing was trained again
+    assert main(["train", "electra", "--data", str(data), "--seq-len", "32", "--steps", "2",
+                 "--batch-size", "8", "--out", str(default), "--set", "warm_start_steps=2",
+                 "--set", "eval_blocks=16", *TINY, "--resume"]) == 0
+    assert not (fresh_cache / "mlm-starts").exists()
+    assert json.loads((default / "summary.json").read_text())["warm_start_steps"] == 2
+
+
 def test_the_bootstrap_interval_brackets_the_auc_and_resamples_whole_blocks():
     g = torch.Generator().manual_seed(0)
     blocks = torch.arange(40).repeat_interleave(25)  # 40 blocks of 25 tokens
@@ -527,3 +578,43 @@ def test_the_bootstrap_interval_brackets_the_auc_and_resamples_whole_blocks():
     low, high = bootstrap_auc(scores, replaced, blocks, resamples=100)
     assert low <= replaced_auc(scores, replaced) <= high and high - low < 0.2
     assert bootstrap_auc(scores, replaced, blocks, resamples=100) == (low, high)  # seeded
+
+
+class SpecialsScoredHigh(torch.nn.Module):
+    """A detector's logits with `[CLS]`, `[SEP]` and padding pushed far above the rest:
+    `flat` answers 0 on every word, else the wrapped model's own logits are kept there."""
+
+    def __init__(self, model: torch.nn.Module, flat: bool) -> None:
+        super().__init__()
+        self.model, self.flat = model, flat
+
+    def __getattr__(self, name):  # the evaluation reads the model's weights (mlm_weight, ...)
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.model, name)
+
+    def forward(self, input_ids, labels, padding_mask, noise):
+        out = self.model(input_ids, labels, padding_mask, noise)
+        special = (input_ids == CLS_ID) | (input_ids == SEP_ID) | ~padding_mask
+        words = torch.zeros_like(out["disc_logits"]) if self.flat else out["disc_logits"]
+        out["disc_logits"] = torch.where(special, torch.full_like(words, 1e4), words)
+        return out
+
+
+def test_the_auc_leaves_out_cls_sep_and_padding(tmp_path):
+    data = write_small_corpus(tmp_path / "small.txt")
+    task = ElectraTask(tiny_electra_config(data, warm_start_steps=0))
+    cpu = torch.device("cpu")
+    task.model.eval()
+    with torch.no_grad():
+        own = task.evaluate(task.model, cpu)["eval_disc_auc"]
+        only_specials = task.evaluate(SpecialsScoredHigh(task.model, flat=True), cpu)
+        plus_specials = task.evaluate(SpecialsScoredHigh(task.model, flat=False), cpu)
+    assert task.valid_padding.logical_not().any()  # the held-out rows do hold padding
+    assert only_specials["eval_disc_auc"] == 0.5  # one score for every word: chance
+    assert plus_specials["eval_disc_auc"] == pytest.approx(own, abs=1e-12)
+    task.valid_candidates = task.valid_padding  # ranking every real token instead would
+    with torch.no_grad():                       # reward the specials' scores
+        assert task.evaluate(SpecialsScoredHigh(task.model, flat=True), cpu)[
+            "eval_disc_auc"] < 0.5
