@@ -225,9 +225,12 @@ class SentenceEncoder(nn.Module):
 # counts), its weights from the last checkpoint, and its corpus and tokenizer, which must be
 # the ones this run reads. Without `init` the page trains its own
 # short MLM first (`start_steps` steps of the MLM page's recipe on the same corpus, same
-# encoder shape) and keeps it in the labnotes cache, keyed by its settings, so that a second
-# run, another seed of the experiment or the loading of a finished run, reuses it instead of
-# training it again.
+# encoder shape) and keeps it in the labnotes cache, keyed by its settings and by the corpus's
+# content (a SHA-256 of its text: an edited `--data` file gets a start of its own), so that a
+# second run or another seed of the experiment reuses it instead of training it again. Loading
+# a finished run (`labnotes eval`, `--resume`) needs no start at all: its checkpoint holds every
+# weight, so nothing is trained again (a run made with `init` still reads the shape from that
+# folder, which must then exist).
 
 # %%
 def start_config(config: Any, steps: int) -> MLMConfig:
