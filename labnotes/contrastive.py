@@ -37,13 +37,8 @@ arXiv: 2104.08821
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
-import os
 import random
-import shutil
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,15 +46,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_model
 from torch import Tensor, nn
 
-from labnotes.data import cache_dir, load_corpus
-from labnotes.mlm import MaskedLanguageModel, MLMConfig, MLMTask
-from labnotes.tokenizer import (CLS_ID, PAD_ID, SEP_ID, CorpusConfig, prepare_corpus,
-                                source_stamp)
-from labnotes.training import (QUICK, CheckpointError, TrainConfig, latest_checkpoint, make_quick,
-                               join_processes, pick_device, read_checkpoint_state, read_metrics,
+from labnotes.mlm import load_start, start_config, trained_start
+from labnotes.tokenizer import CLS_ID, PAD_ID, SEP_ID, CorpusConfig, prepare_corpus
+from labnotes.training import (QUICK, CheckpointError, TrainConfig, make_quick, read_metrics,
                                task_settings, train)
 from labnotes.transformer import Encoder, EncoderConfig, init_weights
 
@@ -221,127 +212,13 @@ class SentenceEncoder(nn.Module):
 #
 # SimCSE fine-tunes a pretrained BERT; from random weights it learns little (§3: starting from
 # a pre-trained checkpoint matters). `--set init=DIR` takes the folder of a `labnotes train
-# mlm` run: its encoder's shape (of this page's `model.*` settings only `dropout` then
-# counts), its weights from the last checkpoint, and its corpus and tokenizer, which must be
-# the ones this run reads. Without `init` the page trains its own
-# short MLM first (`start_steps` steps of the MLM page's recipe on the same corpus, same
-# encoder shape) and keeps it in the labnotes cache, keyed by its settings and by the corpus's
-# content (a SHA-256 of its text: an edited `--data` file gets a start of its own), so that a
-# second run or another seed of the experiment reuses it instead of training it again. Loading
-# a finished run (`labnotes eval`, `--resume`) needs no start at all: its checkpoint holds every
-# weight, so nothing is trained again (a run made with `init` still reads the shape from that
-# folder, which must then exist).
-
-# %%
-def start_config(config: Any, steps: int) -> MLMConfig:
-    """The MLM page's recipe for the starting checkpoint: the corpus and encoder shape of
-    `config` (this page's or another's), 64-token blocks, no dropout, `steps` steps."""
-    corpus = dataclasses.replace(config.corpus, seq_len=max(64, config.corpus.seq_len))
-    model = dataclasses.replace(config.model, dropout=0.0)
-    mlm = MLMConfig(corpus=corpus, model=model)
-    mlm.train = dataclasses.replace(
-        mlm.train, steps=steps, seed=config.train.seed, device=config.train.device,
-        precision=config.train.precision, progress=config.train.progress,
-        eval_every=min(mlm.train.eval_every, steps), checkpoint_every=steps)
-    return mlm
-
-
-START_STAMP = "start.json"  # in a cached start: the corpus it was trained on, by content
-
-
-def corpus_identity(data: str | None) -> dict[str, Any]:
-    """What `--data` names, by content: the resolved path (if it is one) and the SHA-256 of
-    the corpus text. An edited file is another corpus, a copy of it the same one."""
-    resolved = str(Path(data).resolve()) if data and Path(data).exists() else data
-    key = json.dumps([resolved, source_stamp(data)])
-    if key not in _IDENTITIES:
-        text = load_corpus(resolved).text()
-        _IDENTITIES[key] = {"data": resolved,
-                            "corpus_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
-    return _IDENTITIES[key]
-
-
-_IDENTITIES: dict[str, dict[str, Any]] = {}
-
-
-def trained_start(config: Any, steps: int) -> Path:
-    """The folder of the `steps`-step MLM start for `config`: trained once, then found in the
-    cache (shared with any page that asks for the same start: ELECTRA's warm start does).
-    The cache key holds the corpus by content, so an edited `--data` file trains a new start.
-    Under torchrun every rank trains it together; rank 0 files it, the others wait for that."""
-    identity = corpus_identity(config.corpus.data)
-    mlm = start_config(config, steps)
-    mlm.corpus.data = identity["data"]  # the start's config.json names the file absolutely
-    settings = {"settings": task_settings(mlm), "train": dataclasses.asdict(mlm.train),
-                "corpus_sha256": identity["corpus_sha256"]}
-    for volatile in ("device", "progress"):  # where it trained does not make another model
-        settings["train"].pop(volatile)  # (precision stays: "auto" is part of the key as is)
-    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
-    folder = cache_dir() / "mlm-starts" / key
-    if latest_checkpoint(folder) is None:
-        print(f"labnotes: training the MLM start ({steps} steps; kept in {folder})",
-              file=sys.stderr)
-        # torchrun: the group is joined here and kept up, so that the MLM's training and this
-        # page's join it rather than each set one up and take it down; only rank 0 writes
-        processes = join_processes(pick_device(mlm.train.device))
-        scratch = folder.with_name(f".{key}.{os.getpid()}")
-        if processes.rank == 0:
-            shutil.rmtree(folder, ignore_errors=True)  # a leftover without a checkpoint
-            shutil.rmtree(scratch, ignore_errors=True)
-        train(MLMTask(mlm), mlm.train, scratch)
-        if processes.rank != 0:
-            processes.barrier()  # until rank 0 has filed the start
-            return folder
-        (scratch / START_STAMP).write_text(json.dumps(identity, indent=2) + "\n")
-        try:
-            os.replace(scratch, folder)  # the cache holds a finished start or none
-        except OSError:  # another process finished the same start first
-            if latest_checkpoint(folder) is None:
-                raise
-            shutil.rmtree(scratch, ignore_errors=True)
-        processes.barrier()  # the start is filed: the other ranks may read it
-    return folder
-
-
-def load_start(folder: Path, corpus: CorpusConfig,
-               page: str = "SimCSE") -> tuple[EncoderConfig, dict[str, Tensor]]:
-    """(encoder shape, encoder weights) of a `labnotes train mlm` run folder."""
-    folder = Path(folder)
-    try:
-        saved = json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError) as error:
-        raise CheckpointError(f"--set init={folder}: not a labnotes run folder ({error}); pass "
-                              "the --out folder of a `labnotes train mlm` run") from None
-    if saved.get("paper") != "mlm":
-        raise CheckpointError(f"--set init={folder}: holds a {saved.get('paper')!r} run; {page} "
-                              "starts from a `labnotes train mlm` run")
-    theirs = saved["settings"]["corpus"]
-    ours = corpus_identity(corpus.data)
-    if os.path.exists(theirs.get("data") or ""):  # a path: compare where it leads, resolved
-        theirs = {**theirs, "data": str(Path(theirs["data"]).resolve())}
-    for name in ("data", "vocab_size", "valid_fraction"):  # what makes the tokenizer and split
-        value = ours["data"] if name == "data" else getattr(corpus, name)
-        if theirs.get(name) != value:
-            raise CheckpointError(f"--set init={folder}: its corpus.{name} is "
-                                  f"{theirs.get(name)!r}, this run's {value!r}; "
-                                  "they must match (the tokenizer and held-out split depend on it)")
-    stamp = folder / START_STAMP  # a cached start records its corpus by content
-    if stamp.exists():
-        recorded = json.loads(stamp.read_text()).get("corpus_sha256")
-        if recorded != ours["corpus_sha256"]:
-            raise CheckpointError(f"--set init={folder}: it was trained on a corpus of SHA-256 "
-                                  f"{recorded}, but {ours['data']!r} now holds one of SHA-256 "
-                                  f"{ours['corpus_sha256']}; the file changed since, so its "
-                                  "token ids would not mean the same words")
-    checkpoint = latest_checkpoint(folder)
-    if checkpoint is None:
-        raise CheckpointError(f"--set init={folder}: no checkpoint yet")
-    read_checkpoint_state(checkpoint)  # checks the files' SHA-256
-    shape = EncoderConfig(**saved["settings"]["model"])
-    mlm = MaskedLanguageModel(shape)
-    load_model(mlm, str(checkpoint / "model.safetensors"), strict=True)
-    return shape, mlm.encoder.state_dict()
-
+# mlm` run (of this page's `model.*` settings only `dropout` then counts); without `init` the
+# page trains its own short MLM first, `start_steps` steps of the MLM page's recipe on the same
+# corpus and encoder shape. Both come from the MLM page's
+# [starting point for other objectives](mlm.md#a-starting-point-for-other-objectives), which
+# ELECTRA's warm start uses too: what a start must match, how it is cached, and why a finished
+# run reloads without one (here a run made with `init` still reads its encoder's shape from
+# that folder, which must then exist).
 
 # %% [markdown]
 # ## Training sentences

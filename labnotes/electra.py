@@ -44,8 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from labnotes.contrastive import load_start, trained_start
-from labnotes.mlm import IGNORE, mask_tokens
+from labnotes.mlm import IGNORE, load_start, mask_tokens, trained_start
 from labnotes.tokenizer import CorpusConfig, PAD_ID, SPECIAL_TOKENS, prepare_blocks
 from labnotes.training import (QUICK, QUICK_STEPS, CheckpointError, TrainConfig,
                                latest_checkpoint, make_quick, read_checkpoint_state, read_metrics,

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from labnotes.cli import main
-from labnotes.contrastive import trained_start
+from labnotes.mlm import trained_start
 from labnotes.registry import load_run
 from labnotes.tokenizer import CLS_ID, SEP_ID, CorpusConfig
 from labnotes.electra import (ELECTRA, ElectraConfig, ElectraTask, binary_entropy,

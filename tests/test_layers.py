@@ -15,7 +15,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "labnotes"
 SHARED = {"data", "tokenizer", "transformer", "training", "downstream", "pairs"}
-PAPERS = {"mlm", "nsp", "sop", "spanbert", "electra", "xlnet", "bart"}
+PAPERS = {"mlm", "nsp", "sop", "spanbert", "electra", "xlnet", "bart", "dim", "contrastive",
+          "chinese_wwm"}
 FRONT_END = {"cli", "registry", "site", "bench", "__main__"}
 
 

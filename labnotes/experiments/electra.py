@@ -29,13 +29,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from labnotes.downstream import DownstreamConfig, build_tasks, evaluate_encoder, quick_suite
-from labnotes.contrastive import start_config
 from labnotes.electra import (ELECTRA, ElectraConfig, ElectraTask, discriminator_loss,
                               quick_config, replaced_auc)
 from labnotes.experiments.common import (flops_per_step, in_order, markdown_table, percent,
                                          pyplot, run_in_notebook, save_figure, slug, train_arm,
                                          write_table)
-from labnotes.mlm import IGNORE, MLMConfig, MLMTask
+from labnotes.mlm import IGNORE, MLMConfig, MLMTask, start_config
 from labnotes.tokenizer import prepare_corpus
 from labnotes.training import TrainConfig, load_checkpoint, make_quick
 from labnotes.transformer import Encoder, EncoderConfig, LMHead, init_weights
