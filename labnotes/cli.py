@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import json
 import os
 import sys
@@ -164,7 +165,8 @@ def build_parser() -> Parser:
                        help="discard the run in --out and start afresh")
 
     experiment = commands.add_parser("experiment",
-                                     help="run a paper's experiment and store its results")
+                                     help="run a paper's experiment (or compare: all of them) and "
+                                          "store its results")
     experiment.add_argument("paper")
     experiment.add_argument("--out", type=Path,
                             help="where to write (default docs/results/<paper>; with --quick "
@@ -174,6 +176,12 @@ def build_parser() -> Parser:
     experiment.add_argument("--redraw", action="store_true",
                             help="redraw the tables and figures from the stored results.json, "
                                  "without training")
+    experiment.add_argument("--preset",
+                            help="a named size of the experiment, e.g. gpu (each experiment page "
+                                 "lists its presets; default: the size the site's results used)")
+    experiment.add_argument("--jobs", type=int, default=1,
+                            help="train independent runs in this many processes of one thread "
+                                 "each (experiments that can; default 1)")
     experiment.add_argument("--no-progress", action="store_true")
 
     evaluate = commands.add_parser("eval", help="evaluate a trained run on its validation split")
@@ -253,6 +261,28 @@ def pick_paper(parser: Parser, name: str) -> Paper:
     return known[name]
 
 
+def experiment_options(parser: Parser, experiment: Any, name: str,
+                       args: argparse.Namespace) -> dict[str, Any]:
+    """--preset and --jobs, checked against what the experiment page offers: `PRESETS` (name ->
+    what it runs) and a `jobs` parameter of its `run_experiment`."""
+    options: dict[str, Any] = {}
+    if args.preset is not None:
+        presets = getattr(experiment, "PRESETS", {})
+        if args.preset not in presets:
+            offered = ", ".join(presets) or "none"
+            parser.exit(EXIT_USAGE, f"labnotes: error: experiment {name} has no preset "
+                                    f"{args.preset!r}; its presets: {offered}\n")
+        options["preset"] = args.preset
+    if args.jobs < 1:
+        parser.exit(EXIT_USAGE, f"labnotes: error: --jobs must be at least 1 (got {args.jobs})\n")
+    if args.jobs > 1:
+        if "jobs" not in inspect.signature(experiment.run_experiment).parameters:
+            parser.exit(EXIT_USAGE, f"labnotes: error: experiment {name} trains its runs one "
+                                    "after another; leave out --jobs\n")
+        options["jobs"] = args.jobs
+    return options
+
+
 def configure(paper: Paper, args: argparse.Namespace) -> Any:
     config = paper.default_config()
     flags = {"data": args.data, "steps": args.steps, "batch_size": args.batch_size,
@@ -290,20 +320,27 @@ def command_train(parser: Parser, args: argparse.Namespace) -> int:
 
 def command_experiment(parser: Parser, args: argparse.Namespace) -> int:
     from labnotes.experiments.common import redraw, run
+    from labnotes.registry import STUDIES, experiment_page
 
-    paper = pick_paper(parser, args.paper)
-    experiment = paper.experiment_page()
+    name = args.paper
+    if name not in STUDIES and name not in papers():
+        parser.exit(EXIT_USAGE, f"labnotes: error: unknown paper {name!r}; valid experiments: "
+                                f"{', '.join([*papers(), *STUDIES])}\n")
+    experiment = experiment_page(name)
     if experiment is None:
-        parser.exit(EXIT_USAGE, f"labnotes: error: {paper.name} has no experiment yet\n")
-    # the stored evidence is docs/results/<paper>; a quick check never lands there by default
-    out = args.out or (Path("runs") / f"experiment-{paper.name}" / "quick-results" if args.quick
-                       else Path("docs") / "results" / paper.name)
+        parser.exit(EXIT_USAGE, f"labnotes: error: {name} has no experiment yet\n")
+    options = experiment_options(parser, experiment, name, args)
+    # the stored evidence is docs/results/<name>; a quick check never lands there by default
+    out = args.out or (Path("runs") / f"experiment-{name}" / "quick-results" if args.quick
+                       else Path("docs") / "results" / name)
     if args.redraw:
         redraw(experiment, out)
         print(f"redrew {out}/ from {out}/results.json")
         return 0
-    command = "labnotes experiment " + paper.name + (" --quick" if args.quick else "")
-    run(experiment, out, command=command, quick=args.quick, progress=not args.no_progress)
+    command = " ".join(["labnotes experiment", name, *(["--quick"] if args.quick else []),
+                        *(f"--{key} {value}" for key, value in options.items())])
+    run(experiment, out, command=command, quick=args.quick, progress=not args.no_progress,
+        **options)
     print(f"wrote {out}/")
     return 0
 
@@ -416,8 +453,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.subcommands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         if args.command == "list":
+            from labnotes.registry import STUDIES
             for paper in papers().values():
                 print(f"{paper.name:<12} {paper.title}  (arXiv:{paper.arxiv})")
+            for name, (title, _) in STUDIES.items():
+                print(f"{name:<12} {title}  (labnotes experiment {name})")
             return 0
         handler = {"train": command_train, "experiment": command_experiment, "eval": command_eval,
                    "generate": command_generate, "bench": command_bench,

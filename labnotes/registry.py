@@ -78,6 +78,18 @@ PAPERS = {paper.name: paper for paper in [
 ]}
 
 
+# Experiments that are not one paper's: they read several pages (`labnotes experiment NAME`).
+STUDIES = {"compare": ("every encoder objective at equal training compute",
+                       "labnotes.experiments.compare")}
+
+
+def experiment_page(name: str) -> ModuleType | None:
+    """The experiment page `labnotes experiment NAME` runs: a paper's, or a study's."""
+    if name in STUDIES:
+        return importlib.import_module(STUDIES[name][1])
+    return PAPERS[name].experiment_page()
+
+
 def config_from_dict(kind: type, values: dict[str, Any]) -> Any:
     """Rebuild a (nested) configuration dataclass from its JSON form."""
     hints = typing.get_type_hints(kind)

@@ -50,12 +50,14 @@ from labnotes.training import (QUICK, read_metrics, step_generator, train, write
 
 # %%
 def run(experiment: ModuleType, out_dir: Path | str, *, command: str, quick: bool = False,
-        progress: bool = True, work_dir: Path | str | None = None) -> dict[str, Any]:
-    """Run one experiment page; store its results, then draw them from the stored file."""
+        progress: bool = True, work_dir: Path | str | None = None,
+        **options: Any) -> dict[str, Any]:
+    """Run one experiment page; store its results, then draw them from the stored file.
+    `options` (a `preset`, `jobs`) go to the page's `run_experiment` as they are."""
     out_dir = Path(out_dir)
     name = experiment.__name__.rsplit(".", 1)[-1]  # labnotes.experiments.mlm -> mlm
     work_dir = Path(work_dir or f"runs/experiment-{name}") / ("quick" if quick else "full")
-    results = experiment.run_experiment(work_dir, quick=quick, progress=progress)
+    results = experiment.run_experiment(work_dir, quick=quick, progress=progress, **options)
     write_json(out_dir / "results.json", {**results, "quick": quick})
     redraw(experiment, out_dir)
     write_atomic(out_dir / "command.txt", lambda tmp: tmp.write_text(command + "\n"))
