@@ -127,8 +127,9 @@ def describe(result: dict[str, Any]) -> str:
 # is the slowest process's, as a step waits for all of them; the figure is tokens of the global
 # batch per second at the median round. On a GPU (or with --peak-tflops) it is also given as
 # model FLOPs utilisation: training FLOPs per second, counted by torch's FlopCounterMode on the
-# step itself, over the device's peak (dense bfloat16/float16 tensor-core figures from the
-# vendor's data sheets) times the number of processes.
+# step itself (with the formula for CPU attention the experiments' common page adds), over the
+# device's peak (dense bfloat16/float16 tensor-core figures from the vendor's data sheets)
+# times the number of processes.
 
 PEAK_TFLOPS = {"H200": 989.0, "H100 SXM": 989.0, "H100 PCIe": 756.0, "H100": 756.0,
                "A100": 312.0, "L4": 121.0, "RTX 4090": 165.0, "V100": 125.0, "T4": 65.0}
@@ -150,8 +151,7 @@ def scaling_worker(rank: int, count: int, port: int, options: dict[str, Any],
 
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
-    from torch.utils.flop_counter import FlopCounterMode
-
+    from labnotes.experiments.common import flop_counter
     from labnotes.training import autocast, optimizer_step, pick_precision
 
     torch.set_num_threads(options["threads"])
@@ -188,7 +188,7 @@ def scaling_worker(rank: int, count: int, port: int, options: dict[str, Any],
         (scaler.scale(loss) if scaler else loss).backward()
         optimizer_step(optimizer, scaler)
 
-    with FlopCounterMode(display=False) as counter:  # this process's share of one step
+    with flop_counter() as counter:  # this process's share of one step, CPU attention included
         with autocast(target, dtype):
             loss, _ = model(inputs, labels, padding)
         loss.backward()

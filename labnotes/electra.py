@@ -782,7 +782,11 @@ if __name__ == "__main__":
 # feed-forward layer runs only at the predicted positions), which saves BERT about a quarter of
 # its step and which a discriminator graded at every position cannot make. Widening the
 # generator to 1/2 and 1/1 adds 10% and 44% to ELECTRA's step; All-Tokens MLM, with a $|V|$-way
-# output at every position, costs 2.5 times ELECTRA's step and 3.6 times BERT's.
+# output at every position, costs 2.5 times ELECTRA's step and 3.6 times BERT's. (These counts,
+# like every TFLOPs figure on this page, were made before the counter included attention on the
+# CPU, which it had counted as free for models without dropout; see the [common
+# page](experiments.common.md#counting-compute). With it, BERT's and ELECTRA's steps each cost
+# about 9% more, 1.05 and 1.48 × 10¹⁰ FLOPs, and the ratio stays 1.41.)
 #
 # **Generator size goes against Figure 3.** The paper finds generators 1/4 to 1/2 the
 # discriminator's width best and one as wide worse. Here 1/2 ties 1/4 (44.6 ± 0.8 against
