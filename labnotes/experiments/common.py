@@ -107,15 +107,20 @@ def redraw(experiment: ModuleType, out_dir: Path | str) -> None:
 # dimensions per head. A token costs about 7 times as much, and with twice the batch a step
 # about 15 times (the MLM page's: 9.6 against 141 GFLOPs), a size at which a GPU's matrix
 # units have work to do rather than wait for the next small kernel. Four times the steps (the
-# whole schedule stretched: warmup, decay, evaluations) lets the larger model use them: about
-# 60 times the training compute in all. The learning rate stays the page's, so that only size
-# changes; it has not been tuned for the larger model, as no GPU run has been made yet. The
-# data stays too: the embedded corpus holds about half a million training tokens, which the
-# `gpu` MLM arms read about 130 times over (16 at `cpu`), so watch the held-out curves for the
-# point where they turn up. `scripts/preset_costs.py` counts what each experiment's presets
-# cost and how long the `gpu` one should take on a laptop GPU (the README's table).
-# Evaluation, probes and downstream suites keep their sizes. The quick mode wins over a
-# preset: `--quick --preset gpu` is the quick check.
+# whole schedule stretched: warmup, decay, evaluations) lets the larger model use them: 40 to
+# 65 times the training compute in all (the table below). The learning rate stays the page's,
+# so that only size changes; it has not been tuned for the larger model, as no GPU run has been
+# made yet. The data stays too: the embedded corpus holds about half a million training
+# tokens, which the `gpu` MLM arms read about 130 times over (16 at `cpu`), so watch the
+# held-out curves for the point where they turn up. Evaluation, probes and downstream suites
+# keep their sizes. The quick mode wins over a preset: `--quick --preset gpu` is the quick
+# check.
+#
+# What each preset costs, counted by `python scripts/preset_costs.py` from every training run
+# the experiment builds (nothing is trained to count it), and how long the `gpu` preset should
+# take on a laptop GPU. Those times are estimates: no GPU has been lent to this project yet.
+#
+# <!-- results: presets -->
 
 # %%
 @dataclasses.dataclass(frozen=True)
