@@ -16,7 +16,6 @@ It divides the FLOPs by an assumed sustained throughput on a laptop GPU (ASSUMED
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 import time
@@ -27,7 +26,7 @@ from typing import Any
 import torch
 
 from labnotes.experiments.common import (PRESET_SIZES, flops_per_step, in_order, markdown_table,
-                                         pyplot, redraw, run, save_figure, write_table)
+                                         pyplot, save_figure, script_main, write_table)
 from labnotes.registry import PAPERS
 
 OUT = Path("docs/results/presets")
@@ -208,16 +207,7 @@ def draw(results: dict[str, Any], out_dir: Path) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--redraw", action="store_true", help="draw from the stored results.json")
-    parser.add_argument("--out", type=Path, default=OUT)
-    args = parser.parse_args()
-    this = sys.modules[__name__]
-    if args.redraw:
-        redraw(this, args.out)
-    else:
-        run(this, args.out, command=COMMAND, work_dir="runs/preset-costs")
-    return 0
+    return script_main(sys.modules[__name__], out=OUT, command=COMMAND, work_dir="runs/preset-costs")
 
 
 if __name__ == "__main__":

@@ -27,8 +27,9 @@ first and every table and figure is drawn from the stored file.
 # %%
 from __future__ import annotations
 
-import json
+import argparse
 import dataclasses
+import json
 import math
 import shutil
 from collections.abc import Iterable, Sequence
@@ -75,6 +76,20 @@ def run_in_notebook(experiment: ModuleType, name: str) -> None:
     run(experiment, out_dir, command=f"labnotes experiment {name}", quick=QUICK,
         work_dir=f"runs/experiment-{name}")
     print((out_dir / "table.md").read_text())
+
+
+def script_main(experiment: ModuleType, *, out: Path, command: str, work_dir: str) -> int:
+    """The command line of a script that is an experiment of its own (`scripts/*_costs.py`):
+    run it and store its results in `out` (or `--out`), or `--redraw` them from there."""
+    parser = argparse.ArgumentParser(description=(experiment.__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--redraw", action="store_true", help="draw from the stored results.json")
+    parser.add_argument("--out", type=Path, default=out)
+    args = parser.parse_args()
+    if args.redraw:
+        redraw(experiment, args.out)
+    else:
+        run(experiment, args.out, command=command, work_dir=work_dir)
+    return 0
 
 
 def redraw(experiment: ModuleType, out_dir: Path | str) -> None:
