@@ -170,7 +170,8 @@ def build_parser() -> Parser:
     experiment.add_argument("paper")
     experiment.add_argument("--out", type=Path,
                             help="where to write (default docs/results/<paper>; with --quick "
-                                 "runs/experiment-<paper>/quick-results)")
+                                 "runs/experiment-<paper>/quick-results, with --preset P other "
+                                 "than cpu runs/experiment-<paper>/P-results)")
     experiment.add_argument("--quick", action="store_true",
                             help="a few steps only, to check it runs")
     experiment.add_argument("--redraw", action="store_true",
@@ -330,9 +331,12 @@ def command_experiment(parser: Parser, args: argparse.Namespace) -> int:
     if experiment is None:
         parser.exit(EXIT_USAGE, f"labnotes: error: {name} has no experiment yet\n")
     options = experiment_options(parser, experiment, name, args)
-    # the stored evidence is docs/results/<name>; a quick check never lands there by default
-    out = args.out or (Path("runs") / f"experiment-{name}" / "quick-results" if args.quick
-                       else Path("docs") / "results" / name)
+    # the stored evidence is docs/results/<name>, made at the cpu preset; a quick check or a
+    # larger preset never lands there by default
+    preset = options.get("preset", "cpu")
+    out = args.out or Path("docs") / "results" / name
+    if args.out is None and (args.quick or preset != "cpu"):
+        out = Path("runs") / f"experiment-{name}" / f"{'quick' if args.quick else preset}-results"
     if args.redraw:
         redraw(experiment, out)
         print(f"redrew {out}/ from {out}/results.json")

@@ -11,7 +11,6 @@ that batch. Nothing is trained.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -19,8 +18,8 @@ from typing import Any
 
 import torch
 
-from labnotes.experiments.common import (flops_per_step, markdown_table, pyplot, redraw, run,
-                                         save_figure, write_table)
+from labnotes.experiments.common import (flops_per_step, markdown_table, pyplot, save_figure,
+                                         script_main, write_table)
 from labnotes.registry import PAPERS
 from labnotes.training import count_tokens, step_generator
 
@@ -73,16 +72,7 @@ def draw(results: dict[str, Any], out_dir: Path) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--redraw", action="store_true", help="draw from the stored results.json")
-    parser.add_argument("--out", type=Path, default=OUT)
-    args = parser.parse_args()
-    this = sys.modules[__name__]
-    if args.redraw:
-        redraw(this, args.out)
-    else:
-        run(this, args.out, command=COMMAND, work_dir="runs/objective-costs")
-    return 0
+    return script_main(sys.modules[__name__], out=OUT, command=COMMAND, work_dir="runs/objective-costs")
 
 
 if __name__ == "__main__":

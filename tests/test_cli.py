@@ -268,3 +268,28 @@ def test_a_quick_experiment_never_lands_in_docs_by_default(tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     assert cli.main(["experiment", "mlm", "--quick", "--no-progress"]) == 0
     assert Path(seen["out"]) == Path("runs/experiment-mlm/quick-results")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["experiment", "mlm", "--preset", "nope"], "no preset 'nope'; its presets: cpu, gpu"),
+    (["experiment", "mlm", "--jobs", "2"], "trains its runs one after another"),
+])
+def test_experiment_options_the_page_does_not_offer_are_usage_errors(args, message, tmp_path):
+    result = run_cli(*args, "--out", str(tmp_path / "out"))
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_larger_preset_never_lands_in_docs_by_default(tmp_path, monkeypatch):
+    import labnotes.cli as cli
+
+    seen = {}
+    monkeypatch.setattr("labnotes.experiments.common.run",
+                        lambda experiment, out, **kwargs: seen.update(out=out, **kwargs))
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["experiment", "mlm", "--preset", "gpu", "--no-progress"]) == 0
+    assert Path(seen["out"]) == Path("runs/experiment-mlm/gpu-results")
+    assert seen["preset"] == "gpu" and seen["command"] == "labnotes experiment mlm --preset gpu"
+    assert cli.main(["experiment", "mlm", "--preset", "cpu", "--no-progress"]) == 0
+    assert Path(seen["out"]) == Path("docs/results/mlm")

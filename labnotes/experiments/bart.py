@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from labnotes.bart import (IGNORE, BARTConfig, BARTTask, evaluate_seq2seq, generate,
                            ordinary_tokens, pad_rows, seq2seq_loss)
 from labnotes.downstream import DownstreamConfig, build_tasks, evaluate_encoder, quick_suite
+from labnotes.experiments.common import PRESETS, at_preset  # noqa: F401  (PRESETS: cpu, gpu)
 from labnotes.experiments.common import (flops_per_step, in_order, markdown_table, percent,
                                          pyplot, run_in_notebook, save_figure, train_arm,
                                          write_table)
@@ -70,13 +71,15 @@ PAPER_TABLE_1 = {"token masking": (90.4, 84.1, 7.08), "token deletion": (90.4, 8
                  "text infilling + sentence permutation": (90.8, 83.8, 6.62)}
 
 
-def build_arm(noise: str, *, quick: bool, progress: bool) -> BARTTask:
+def arm_config(noise: str, *, quick: bool, progress: bool, preset: str = "cpu") -> BARTConfig:
     config = BARTConfig(noise=noise)
     config.train.steps, config.train.checkpoint_every = STEPS, STEPS
     config.train.eval_every, config.train.progress = STEPS // 4, progress
-    if quick:
-        make_quick(config)
-    return BARTTask(config)
+    return make_quick(config) if quick else at_preset(config, preset)
+
+
+def build_arm(noise: str, *, quick: bool, progress: bool, preset: str = "cpu") -> BARTTask:
+    return BARTTask(arm_config(noise, quick=quick, progress=progress, preset=preset))
 
 
 # %% [markdown]
@@ -186,7 +189,8 @@ class DecoderFeatures(nn.Module):
 # random-init model of the same size is the floor for the last two.
 
 # %%
-def run_experiment(work_dir: Path, *, quick: bool = False, progress: bool = True) -> dict[str, Any]:
+def run_experiment(work_dir: Path, *, quick: bool = False, progress: bool = True,
+                   preset: str = "cpu") -> dict[str, Any]:
     suite = quick_suite(DownstreamConfig()) if quick else DownstreamConfig()
     finetune_steps = 5 if quick else FINETUNE_STEPS
     started = time.perf_counter()
@@ -195,7 +199,7 @@ def run_experiment(work_dir: Path, *, quick: bool = False, progress: bool = True
     names = list(ARMS)
     for name in [names[0], names[-1]] if quick else names:  # quick: two arms check the pipeline
         noise = ARMS[name]
-        task = build_arm(noise, quick=quick, progress=progress)
+        task = build_arm(noise, quick=quick, progress=progress, preset=preset)
         if tasks is None:
             prepared = prepare_corpus(task.config.corpus)
             tasks = build_tasks(prepared, suite, task.config.model.max_len)
@@ -313,6 +317,8 @@ def plot_shared(results: dict[str, Any], path: Path) -> None:
 #
 # From a shell, `labnotes experiment bart` trains the six arms (about an hour on 2 CPU cores)
 # and writes `docs/results/bart/`; `--redraw` redraws from the stored `results.json`.
+# `--preset gpu` trains the same arms larger, for one GPU
+# ([how](experiments.common.md#presets-the-same-arms-larger)).
 
 # %%
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from labnotes.chinese_wwm import (ChineseWWMConfig, ChineseWWMTask, labelled_sco
                                   labelled_tasks, visible_sibling_share)
 from labnotes.downstream import (DownstreamConfig, bag_of_tokens, most_frequent_label,
                                  quick_suite, seeded)
+from labnotes.experiments.common import PRESETS, at_preset  # noqa: F401  (PRESETS: cpu, gpu)
 from labnotes.experiments.common import (in_order, markdown_table, mean_and_spread, pyplot,
                                          run_in_notebook, save_figure, train_arm, write_table)
 from labnotes.experiments.xlnet import bootstrap_mean, bootstrap_ratio
@@ -65,13 +66,14 @@ EVAL_BLOCKS = 256  # validation blocks for the MLM page's own metrics
 CLOZE_BLOCKS = 256  # validation blocks of the two cloze tests
 
 
-def arm_config(masking: str, seed: int, *, quick: bool, progress: bool) -> ChineseWWMConfig:
+def arm_config(masking: str, seed: int, *, quick: bool, progress: bool,
+               preset: str = "cpu") -> ChineseWWMConfig:
     config = ChineseWWMConfig(masking=masking, eval_blocks=EVAL_BLOCKS, cloze_blocks=CLOZE_BLOCKS)
     config.train.steps, config.train.eval_every = STEPS, EVAL_EVERY
     config.train.checkpoint_every = STEPS
     config.train.batch_size, config.train.seed = BATCH_SIZE, seed
     config.train.progress = progress
-    return make_quick(config) if quick else config
+    return make_quick(config) if quick else at_preset(config, preset)
 
 
 # %% [markdown]
@@ -112,7 +114,8 @@ def labelled(scores: list[dict[str, Any]]) -> dict[str, Any]:
     return tasks
 
 
-def run_experiment(work_dir: Path, *, quick: bool = False, progress: bool = True) -> dict[str, Any]:
+def run_experiment(work_dir: Path, *, quick: bool = False, progress: bool = True,
+                   preset: str = "cpu") -> dict[str, Any]:
     rows: dict[str, Any] = {}
     curves: dict[str, Any] = {}
     cloze: dict[str, Any] = {}
@@ -125,7 +128,7 @@ def run_experiment(work_dir: Path, *, quick: bool = False, progress: bool = True
     for name, masking in (quick_arms if quick else ARMS).items():
         per_seed, per_seed_nll, per_seed_scores = [], [], []
         for seed in SEEDS[:1] if quick else SEEDS:
-            config = arm_config(masking, seed, quick=quick, progress=progress)
+            config = arm_config(masking, seed, quick=quick, progress=progress, preset=preset)
             task = ChineseWWMTask(config)
             summary, metrics = train_arm(task, config, work_dir, f"{name} seed {seed}")
             device = next(task.model.parameters()).device
@@ -163,7 +166,7 @@ def run_experiment(work_dir: Path, *, quick: bool = False, progress: bool = True
             "tag_count": pos.num_labels, "majority_tag_share": majority_share(pos),
             "labelled_sizes": {"sentiment": [len(sentiment.train), len(sentiment.test)],
                                "part of speech": [len(pos.train), len(pos.test)]},
-            "steps": next(iter(rows.values()))[0]["steps"], "batch_size": BATCH_SIZE,
+            "steps": next(iter(rows.values()))[0]["steps"], "batch_size": config.train.batch_size,
             "seeds": len(next(iter(rows.values())))}
 
 
@@ -313,7 +316,8 @@ def draw(results: dict[str, Any], out_dir: Path) -> None:
 # fine-tuning (9 to 20 minutes on 2 shared CPU cores, depending on their load; the labelled
 # tasks take about three minutes of it) and writes `docs/results/chinese_wwm/`; `--redraw`
 # redraws the tables and figure from the stored `results.json`. It needs the Chinese extra:
-# `pip install 'labnotes[zh]'`.
+# `pip install 'labnotes[zh]'`. `--preset gpu` trains the same arms larger, for one GPU
+# ([how](experiments.common.md#presets-the-same-arms-larger)).
 
 # %%
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ first and every table and figure is drawn from the stored file.
 #
 # | function | what it does |
 # |---|---|
-# | `run_experiment(work_dir, *, quick, progress)` | trains the arms; returns plain JSON values |
+# | `run_experiment(work_dir, *, quick, progress, preset)` | trains the arms; returns JSON values |
 # | `draw(results, out_dir)` | writes `table.md` and the figures from the results alone |
 #
 # `run` below stores the results as `results.json` *before* anything is drawn, and draws from
@@ -27,6 +27,8 @@ first and every table and figure is drawn from the stored file.
 # %%
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
 import math
 import shutil
@@ -57,9 +59,12 @@ def run(experiment: ModuleType, out_dir: Path | str, *, command: str, quick: boo
     `options` (a `preset`, `jobs`) go to the page's `run_experiment` as they are."""
     out_dir = Path(out_dir)
     name = experiment.__name__.rsplit(".", 1)[-1]  # labnotes.experiments.mlm -> mlm
-    work_dir = Path(work_dir or f"runs/experiment-{name}") / ("quick" if quick else "full")
+    preset = options.get("preset", "cpu")
+    runs = "quick" if quick else "full" if preset == "cpu" else preset
+    work_dir = Path(work_dir or f"runs/experiment-{name}") / runs
     results = experiment.run_experiment(work_dir, quick=quick, progress=progress, **options)
-    write_json(out_dir / "results.json", {**results, "quick": quick})
+    recorded = {"preset": preset} if "preset" in options else {}
+    write_json(out_dir / "results.json", {**results, "quick": quick, **recorded})
     redraw(experiment, out_dir)
     write_atomic(out_dir / "command.txt", lambda tmp: tmp.write_text(command + "\n"))
     return results
@@ -74,6 +79,20 @@ def run_in_notebook(experiment: ModuleType, name: str) -> None:
     print((out_dir / "table.md").read_text())
 
 
+def script_main(experiment: ModuleType, *, out: Path, command: str, work_dir: str) -> int:
+    """The command line of a script that is an experiment of its own (`scripts/*_costs.py`):
+    run it and store its results in `out` (or `--out`), or `--redraw` them from there."""
+    parser = argparse.ArgumentParser(description=(experiment.__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--redraw", action="store_true", help="draw from the stored results.json")
+    parser.add_argument("--out", type=Path, default=out)
+    args = parser.parse_args()
+    if args.redraw:
+        redraw(experiment, args.out)
+    else:
+        run(experiment, args.out, command=command, work_dir=work_dir)
+    return 0
+
+
 def redraw(experiment: ModuleType, out_dir: Path | str) -> None:
     """Draw an experiment's tables and figures from its stored results.json alone."""
     out_dir = Path(out_dir)
@@ -83,6 +102,78 @@ def redraw(experiment: ModuleType, out_dir: Path | str) -> None:
         raise FileNotFoundError(f"{out_dir}/results.json does not exist: run the experiment first "
                                 "(without --redraw)") from None
     experiment.draw(results, out_dir)
+
+
+# %% [markdown]
+# ## Presets: the same arms, larger
+#
+# Every experiment is sized for a 2-core CPU: that size (the preset `cpu`, the default) made
+# the results the site shows. `--preset gpu` (`run_experiment(..., preset="gpu")`) trains the
+# same arms larger, for one laptop or Colab GPU. A preset changes every training run of an
+# experiment the same way, on the configuration the page has built:
+#
+# | | `cpu` | `gpu` |
+# |---|---|---|
+# | steps, with warmup, evaluation and checkpoint intervals; an MLM start's steps | ×1 | ×4 |
+# | batch size | ×1 | ×2 |
+# | encoder: layers, width, heads, FFN | the page's: 2, 128, 2, 512 | 4, 256, 4, 1024 |
+#
+# The `gpu` encoder is BERT-Mini, the 4-layer, 256-wide size of the compact BERTs of Turc et
+# al. (arXiv:1908.08962, §2): twice as deep and twice as wide as the CPU one, with the same 64
+# dimensions per head. A token costs about 7 times as much, and with twice the batch a step
+# about 15 times (the MLM page's: 9.6 against 141 GFLOPs), a size at which a GPU's matrix
+# units have work to do rather than wait for the next small kernel. Four times the steps (the
+# whole schedule stretched: warmup, decay, evaluations) lets the larger model use them: 40 to
+# 65 times the training compute in all (the table below). The learning rate stays the page's,
+# so that only size changes; it has not been tuned for the larger model, as no GPU run has been
+# made yet. The data stays too: the embedded corpus holds about half a million training
+# tokens, which the `gpu` MLM arms read about 130 times over (16 at `cpu`), so watch the
+# held-out curves for the point where they turn up. Evaluation, probes and downstream suites
+# keep their sizes. The quick mode wins over a preset: `--quick --preset gpu` is the quick
+# check.
+#
+# What each preset costs, counted by `python scripts/preset_costs.py` from every training run
+# the experiment builds (nothing is trained to count it), and how long the `gpu` preset should
+# take on a laptop GPU. Those times are estimates: no GPU has been lent to this project yet.
+#
+# <!-- results: presets -->
+
+# %%
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """How a preset resizes every training run: steps and batch multiplied, encoder set."""
+    steps: int = 1
+    batch: int = 1
+    encoder: dict[str, int] = dataclasses.field(default_factory=dict)  # EncoderConfig fields
+
+
+PRESET_SIZES = {
+    "cpu": Preset(),
+    "gpu": Preset(steps=4, batch=2, encoder={"dim": 256, "layers": 4, "heads": 4,
+                                             "ffn_dim": 1024}),
+}
+PRESETS = {  # what `labnotes experiment NAME --preset P` offers, for every experiment page
+    "cpu": "the size of the site's results, for a 2-core CPU (the default)",
+    "gpu": "4x the steps, 2x the batch, a 4-layer 256-wide encoder: one laptop or Colab GPU",
+}
+SCALED_STEPS = ("steps", "warmup_steps", "eval_every", "checkpoint_every")  # of TrainConfig
+START_STEPS = ("warm_start_steps", "start_steps")  # a page's MLM start (ELECTRA, SimCSE)
+
+
+def at_preset(config: Any, preset: str) -> Any:
+    """Resize a page's configuration to `preset`, in place, and return it (`cpu`: unchanged)."""
+    if preset not in PRESET_SIZES:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESET_SIZES)}")
+    size = PRESET_SIZES[preset]
+    for name in SCALED_STEPS:
+        setattr(config.train, name, getattr(config.train, name) * size.steps)
+    config.train.batch_size *= size.batch
+    for name in START_STEPS:
+        if hasattr(config, name):
+            setattr(config, name, getattr(config, name) * size.steps)
+    if size.encoder:
+        config.model = dataclasses.replace(config.model, **size.encoder)
+    return config
 
 
 # %% [markdown]

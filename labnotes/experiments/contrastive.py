@@ -34,6 +34,7 @@ import torch
 from labnotes.contrastive import (ContrastiveConfig, ContrastiveTask, SentenceEncoder,
                                   bag_of_words, embed_texts, inverse_document_frequency, measure,
                                   quick_config, trained_start)
+from labnotes.experiments.common import PRESETS, at_preset  # noqa: F401  (PRESETS: cpu, gpu)
 from labnotes.experiments.common import (in_order, markdown_table, mean_and_spread, pyplot,
                                          run_in_notebook, save_figure, train_arm, write_table)
 
@@ -61,14 +62,21 @@ CURVE_KEYS = ("step", "eval_alignment", "eval_uniformity", "eval_retrieval_accur
               "eval_deletion_accuracy")
 
 
-def arm_config(name: str, seed: int, start: Path, *, quick: bool,
-               progress: bool) -> ContrastiveConfig:
+def arm_config(name: str, seed: int, start: Path, *, quick: bool, progress: bool,
+               preset: str = "cpu") -> ContrastiveConfig:
     dropout, views = ARMS[name]
     config = ContrastiveConfig(init=str(start), views=views, eval_queries=EVAL_QUERIES)
     config.model.dropout = dropout
     config.train = dataclasses.replace(config.train, steps=STEPS, eval_every=EVAL_EVERY,
                                        checkpoint_every=STEPS, seed=seed, progress=progress)
-    return quick_config(config) if quick else config
+    return quick_config(config) if quick else at_preset(config, preset)
+
+
+def start_of(preset: str, *, quick: bool, progress: bool) -> ContrastiveConfig:
+    """The page's default configuration, whose MLM start every arm shares (its shape too)."""
+    default = quick_config(ContrastiveConfig()) if quick else at_preset(ContrastiveConfig(), preset)
+    default.train.progress = progress
+    return default
 
 
 # %% [markdown]
@@ -80,16 +88,17 @@ def arm_config(name: str, seed: int, start: Path, *, quick: bool,
 # its final embeddings; the spectra of the start and of the bag of words are kept too.
 
 # %%
-def run_experiment(work_dir: Path, *, quick: bool = False, progress: bool = True) -> dict[str, Any]:
+def run_experiment(work_dir: Path, *, quick: bool = False, progress: bool = True,
+                   preset: str = "cpu") -> dict[str, Any]:
     started = time.perf_counter()
-    default = quick_config(ContrastiveConfig()) if quick else ContrastiveConfig()
-    default.train.progress = progress
+    default = start_of(preset, quick=quick, progress=progress)
     start = trained_start(default, default.start_steps)
     rows: dict[str, list[dict[str, Any]]] = {}
     reference = spectra = None
     for name in QUICK_ARMS if quick else ARMS:  # quick: a check that it runs, not a result
         for seed in SEEDS[:1] if quick else SEEDS:
-            config = arm_config(name, seed, start, quick=quick, progress=progress)
+            config = arm_config(name, seed, start, quick=quick, progress=progress,
+                                preset=preset)
             task = ContrastiveTask(config, reference=reference)
             if reference is None:
                 reference, spectra = task.reference, reference_spectra(task)
@@ -238,8 +247,9 @@ def plot_spectra(results: dict[str, Any], path: Path) -> None:
 # jobs, its 1,200-step MLM start included (about two minutes on an idle 2-core CPU; later runs
 # find it in the cache). The cost grows linearly with `STEPS` and `SEEDS`. `--quick`
 # (and the notebook under `LABNOTES_QUICK=1`) runs two arms, one seed, 20 steps, from a 20-step
-# start: a check that it runs, never a result. In the notebook this cell runs it into
-# `runs/experiment-contrastive/`.
+# start: a check that it runs, never a result. `--preset gpu` trains the same runs, and their
+# start, larger, for one GPU ([how](experiments.common.md#presets-the-same-arms-larger)). In
+# the notebook this cell runs it into `runs/experiment-contrastive/`.
 
 # %%
 if __name__ == "__main__":

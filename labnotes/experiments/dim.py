@@ -35,6 +35,7 @@ from labnotes.dim import (ESTIMATORS, InfoWordConfig, InfoWordTask, InfoWordView
                           held_out_order, infonce_estimate, ngram_scores, retrieved, rho_for)
 from labnotes.downstream import DownstreamConfig, build_tasks, probe, seeded
 from labnotes.mlm import IGNORE
+from labnotes.experiments.common import PRESETS, at_preset  # noqa: F401  (PRESETS: cpu, gpu)
 from labnotes.experiments.common import (in_order, markdown_table, mean_and_spread, pyplot,
                                          run_in_notebook, save_figure, train_arm, write_table)
 from labnotes.tokenizer import MASK_ID, PAD_ID, prepare_corpus
@@ -86,12 +87,13 @@ BATCH_SIZE = 32
 EVAL_BLOCKS = 512
 
 
-def arm_config(dim_weight: float, seed: int, quick: bool, progress: bool) -> InfoWordConfig:
+def arm_config(dim_weight: float, seed: int, quick: bool, progress: bool,
+               preset: str = "cpu") -> InfoWordConfig:
     config = InfoWordConfig(dim_weight=dim_weight, eval_blocks=EVAL_BLOCKS)
     config.train.steps, config.train.batch_size, config.train.seed = STEPS, BATCH_SIZE, seed
     config.train.eval_every, config.train.checkpoint_every = STEPS // 5, STEPS
     config.train.progress = progress
-    return make_quick(config) if quick else config
+    return make_quick(config) if quick else at_preset(config, preset)
 
 
 # %% [markdown]
@@ -233,14 +235,15 @@ def low_data_probes(encoder: Any, tasks: dict[str, Any],
 # its probes go into the results.
 
 # %%
-def run_experiment(work_dir: Path, *, quick: bool = False, progress: bool = True) -> dict[str, Any]:
-    estimators = run_estimators(quick)
+def run_experiment(work_dir: Path, *, quick: bool = False, progress: bool = True,
+                   preset: str = "cpu") -> dict[str, Any]:
+    estimators = run_estimators(quick)  # every preset: a minute of small critics on a CPU
     runs: dict[str, dict[str, Any]] = {name: {} for name in ARMS}
     suite = DownstreamConfig(mode="probe")
     tasks = None
     for name, dim_weight in ARMS.items():
         for seed in SEEDS:
-            config = arm_config(dim_weight, seed, quick, progress)
+            config = arm_config(dim_weight, seed, quick, progress, preset)
             task = InfoWordTask(config)
             summary, metrics = train_arm(task, config, work_dir, f"{name} seed {seed}")
             if tasks is None:
@@ -248,14 +251,16 @@ def run_experiment(work_dir: Path, *, quick: bool = False, progress: bool = True
                                     config.model.max_len)
                 if quick:
                     tasks = {key: tasks[key] for key in list(tasks)[:1]}
-            sets = retrieval_sets(task, 1 if quick else RETRIEVAL_BATCHES, BATCH_SIZE)
+            sets = retrieval_sets(task, 1 if quick else RETRIEVAL_BATCHES,
+                                  config.train.batch_size)
             runs[name][str(seed)] = {
                 "summary": summary,
                 "curve": [row for row in metrics if "eval_mlm_loss" in row],
                 "retrieval": retrieval_scores(task.model, sets),
                 "probes": low_data_probes(task.model.encoder, tasks, suite)}
-    return {"paper": "dim", "estimators": estimators, "runs": runs, "steps": STEPS,
-            "batch_size": BATCH_SIZE, "vocab_size": task.tokenizer.vocab_size}
+    return {"paper": "dim", "estimators": estimators, "runs": runs,
+            "steps": config.train.steps, "batch_size": config.train.batch_size,
+            "vocab_size": task.tokenizer.vocab_size}
 
 
 # %% [markdown]
@@ -379,8 +384,10 @@ def plot_training_curves(results: dict[str, Any], path: Path) -> None:
 # ## Run it
 #
 # From a shell, `labnotes experiment dim` runs both studies and writes `docs/results/dim/`;
-# `--redraw` redraws the tables and figures from the stored `results.json`. In the notebook
-# this cell runs it into `runs/experiment-dim/`.
+# `--redraw` redraws the tables and figures from the stored `results.json`. `--preset gpu`
+# trains study 2's arms larger, for one GPU
+# ([how](experiments.common.md#presets-the-same-arms-larger)). In the notebook this cell runs
+# it into `runs/experiment-dim/`.
 
 # %%
 if __name__ == "__main__":

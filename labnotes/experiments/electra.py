@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from labnotes.downstream import DownstreamConfig, build_tasks, evaluate_encoder, quick_suite
 from labnotes.electra import (ELECTRA, ElectraConfig, ElectraTask, discriminator_loss,
                               quick_config, replaced_auc)
+from labnotes.experiments.common import PRESETS, at_preset  # noqa: F401  (PRESETS: cpu, gpu)
 from labnotes.experiments.common import (flops_per_step, in_order, markdown_table, percent,
                                          pyplot, run_in_notebook, save_figure, slug, train_arm,
                                          write_table)
@@ -188,15 +189,20 @@ def experiment_train_config(progress: bool) -> TrainConfig:
                        progress=progress)
 
 
-def build_arm(objective: str, fraction: float | None, *, quick: bool, progress: bool) -> Any:
+def arm_config(objective: str, fraction: float | None, *, quick: bool, progress: bool,
+               preset: str = "cpu") -> MLMConfig | ElectraConfig:
     train_config = experiment_train_config(progress)
     if objective == "bert":
         config = MLMConfig(train=train_config, unigram_bias=False)
     else:  # pinned to the joint recipe from random weights, the one this table was run with
         config = ElectraConfig(train=train_config, generator_fraction=fraction,
                                warm_start_steps=0)
-    if quick:
-        make_quick(config)
+    return make_quick(config) if quick else at_preset(config, preset)
+
+
+def build_arm(objective: str, fraction: float | None, *, quick: bool, progress: bool,
+              preset: str = "cpu") -> Any:
+    config = arm_config(objective, fraction, quick=quick, progress=progress, preset=preset)
     if objective == "bert":
         return MLMTask(config)
     return ElectraTask(config) if objective == "electra" else HybridTask(config, objective)
@@ -213,7 +219,8 @@ def build_arm(objective: str, fraction: float | None, *, quick: bool, progress: 
 # still to be re-run.
 
 # %%
-def run_experiment(work_dir: Path, *, quick: bool = False, progress: bool = True) -> dict[str, Any]:
+def run_experiment(work_dir: Path, *, quick: bool = False, progress: bool = True,
+                   preset: str = "cpu") -> dict[str, Any]:
     suite = quick_suite(DownstreamConfig()) if quick else DownstreamConfig()
     started = time.perf_counter()
     arms = {name: (*spec, True) for name, spec in ARMS.items()}
@@ -221,7 +228,7 @@ def run_experiment(work_dir: Path, *, quick: bool = False, progress: bool = True
     rows: dict[str, dict[str, Any]] = {}
     tasks = None
     for name, (objective, fraction, every_checkpoint) in arms.items():
-        task = build_arm(objective, fraction, quick=quick, progress=progress)
+        task = build_arm(objective, fraction, quick=quick, progress=progress, preset=preset)
         if tasks is None:
             tasks = build_tasks(prepare_corpus(task.config.corpus), suite,
                                 task.config.model.max_len)
@@ -486,8 +493,10 @@ def draw_auc(results: dict[str, Any], out_dir: Path) -> None:
 # From a shell, `labnotes experiment electra` trains the seven arms (the stored run took 55
 # minutes on one thread of a 2-core CPU shared with another experiment; about 35 with both cores
 # to itself, measured earlier) and writes `docs/results/electra/`; `labnotes experiment electra
-# --redraw` redraws the tables and the figure from the stored `results.json`. In the notebook
-# this cell runs the arms into `runs/experiment-electra/` and prints the tables. The AUC
+# --redraw` redraws the tables and the figure from the stored `results.json`. `--preset gpu`
+# trains the same arms larger, for one GPU
+# ([how](experiments.common.md#presets-the-same-arms-larger)). In the notebook this cell runs
+# the arms into `runs/experiment-electra/` and prints the tables. The AUC
 # experiment has a command of its own: `python scripts/electra_auc.py` trains its four arms and
 # writes `docs/results/electra-auc/` (`--redraw` redraws them).
 

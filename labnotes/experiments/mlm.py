@@ -22,8 +22,9 @@ from typing import Any
 
 import torch
 
-from labnotes.experiments.common import (in_order, markdown_table, pyplot, run_in_notebook,
-                                         save_figure, train_arm, write_table)
+from labnotes.experiments.common import PRESETS, at_preset  # noqa: F401  (PRESETS: cpu, gpu)
+from labnotes.experiments.common import (in_order, markdown_table, pyplot,
+                                         run_in_notebook, save_figure, train_arm, write_table)
 from labnotes.mlm import MLMConfig, MLMTask, fill_in_the_blanks
 from labnotes.tokenizer import PAD_ID
 from labnotes.training import make_quick
@@ -76,14 +77,19 @@ def clean_token_recovery(task: MLMTask, rows: int = 256) -> float:
 # go into the results; the BERT arm also fills in a few blanks.
 
 # %%
-def run_experiment(work_dir: Path, *, quick: bool = False, progress: bool = True) -> dict[str, Any]:
+def arm_config(changes: dict[str, Any], *, quick: bool = False, progress: bool = True,
+               preset: str = "cpu") -> MLMConfig:
+    config = MLMConfig(**changes)
+    config.train.steps, config.train.eval_every = STEPS, EVAL_EVERY
+    config.train.progress = progress
+    return make_quick(config) if quick else at_preset(config, preset)
+
+
+def run_experiment(work_dir: Path, *, quick: bool = False, progress: bool = True,
+                   preset: str = "cpu") -> dict[str, Any]:
     rows, curves = {}, {}
     for name, changes in ARMS.items():
-        config = MLMConfig(**changes)
-        config.train.steps, config.train.eval_every = STEPS, EVAL_EVERY
-        config.train.progress = progress
-        if quick:
-            make_quick(config)
+        config = arm_config(changes, quick=quick, progress=progress, preset=preset)
         task = MLMTask(config)
         summary, metrics = train_arm(task, config, work_dir, name)
         summary["clean_token_recovery"] = clean_token_recovery(task)
@@ -150,8 +156,9 @@ def plot_curves(results: dict[str, Any], path: Path) -> None:
 #
 # From a shell, `labnotes experiment mlm` runs all three arms (about a quarter of an hour on 2
 # CPU cores) and writes `docs/results/mlm/`; `labnotes experiment mlm --redraw` redraws the table
-# and figure from the stored `results.json`. In the notebook this cell runs the arms into
-# `runs/experiment-mlm/` and prints the table.
+# and figure from the stored `results.json`. `--preset gpu` trains the same arms larger, for one
+# GPU ([how](experiments.common.md#presets-the-same-arms-larger)). In the notebook this cell
+# runs the arms into `runs/experiment-mlm/` and prints the table.
 
 # %%
 if __name__ == "__main__":

@@ -29,8 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from labnotes.experiments.common import (in_order, markdown_table, pyplot, run_in_notebook,
-                                         save_figure, train_arm, write_table)
+from labnotes.experiments.common import PRESETS, at_preset  # noqa: F401  (PRESETS: cpu, gpu)
+from labnotes.experiments.common import (in_order, markdown_table, pyplot,
+                                         run_in_notebook, save_figure, train_arm, write_table)
 from labnotes.nsp import NSP_TEST_SETS, NSPTask, nsp_example
 from labnotes.pairs import (NEGATIVE, POSITIVE, Pair, PairConfig, PairSampler, Segment,
                             apply_plan, build_test_set, truncation_plan)
@@ -182,11 +183,16 @@ def text_blind_baselines(task: NSPTask, count: int) -> dict[str, dict[str, float
     return rows
 
 
-def run_experiment(work_dir: Path, *, quick: bool = False, progress: bool = True) -> dict[str, Any]:
+def experiment_config(*, quick: bool = False, progress: bool = True,
+                      preset: str = "cpu") -> PairConfig:
     config = PairConfig()
     config.train.progress = progress
-    if quick:
-        make_quick(config)
+    return make_quick(config) if quick else at_preset(config, preset)
+
+
+def run_experiment(work_dir: Path, *, quick: bool = False, progress: bool = True,
+                   preset: str = "cpu") -> dict[str, Any]:
+    config = experiment_config(quick=quick, progress=progress, preset=preset)
     task = NSPTask(config)
     summary, metrics = train_arm(task, config, work_dir, "MLM+NSP")
     rows = text_blind_baselines(task, count=config.eval_pairs)
@@ -278,7 +284,9 @@ def plot_curve(curve: list[dict[str, Any]], overlap: dict[str, float], path: Pat
 #
 # From a shell, `labnotes experiment nsp` trains the model (a few minutes on 2 CPU cores) and
 # writes `docs/results/nsp/`; `--redraw` redraws the table and figures from the stored
-# `results.json`. In the notebook this cell runs it into `runs/experiment-nsp/`.
+# `results.json`. `--preset gpu` trains it larger, for one GPU
+# ([how](experiments.common.md#presets-the-same-arms-larger)). In the notebook this cell runs it
+# into `runs/experiment-nsp/`.
 
 # %%
 if __name__ == "__main__":

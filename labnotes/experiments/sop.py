@@ -24,8 +24,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from labnotes.experiments.common import (in_order, markdown_table, percent, run_in_notebook,
-                                         train_arm, write_table)
+from labnotes.experiments.common import PRESETS, at_preset  # noqa: F401  (PRESETS: cpu, gpu)
+from labnotes.experiments.common import (in_order, markdown_table, percent,
+                                         run_in_notebook, train_arm, write_table)
 from labnotes.experiments.nsp import (bar_plot, inverse_document_frequency, labels_of,
                                       length_only_accuracy, overlap_features, probe_accuracy)
 from labnotes.nsp import NSP_TEST_SETS, NSPTask
@@ -115,13 +116,18 @@ def order_blind_baselines(task: SentencePairTask, count: int) -> dict[str, dict[
 # classifiers need only the corpus, so they run once, on the last arm's samplers.
 
 # %%
-def run_experiment(work_dir: Path, *, quick: bool = False, progress: bool = True) -> dict[str, Any]:
+def arm_config(losses: str, *, quick: bool = False, progress: bool = True,
+               preset: str = "cpu") -> PairConfig:
+    config = PairConfig(losses=losses)
+    config.train.progress = progress
+    return make_quick(config) if quick else at_preset(config, preset)
+
+
+def run_experiment(work_dir: Path, *, quick: bool = False, progress: bool = True,
+                   preset: str = "cpu") -> dict[str, Any]:
     rows, probes = {}, {}
     for name, (losses, make_task) in ARMS.items():
-        config = PairConfig(losses=losses)
-        config.train.progress = progress
-        if quick:
-            make_quick(config)
+        config = arm_config(losses, quick=quick, progress=progress, preset=preset)
         task = make_task(config, test_sets=TEST_SETS)
         rows[name], _ = train_arm(task, config, work_dir, name)
         probes[name] = probe_all(task, count=config.eval_pairs)
@@ -184,7 +190,9 @@ def results_table(results: dict[str, Any]) -> str:
 #
 # From a shell, `labnotes experiment sop` trains the three arms (each as long as the NSP page's
 # default run) and writes `docs/results/sop/`; `--redraw` redraws the tables and the figure from
-# the stored `results.json`. In the notebook this cell runs it into `runs/experiment-sop/`.
+# the stored `results.json`. `--preset gpu` trains the same arms larger, for one GPU
+# ([how](experiments.common.md#presets-the-same-arms-larger)). In the notebook this cell runs it
+# into `runs/experiment-sop/`.
 
 # %%
 if __name__ == "__main__":

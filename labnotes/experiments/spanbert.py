@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from labnotes.downstream import DownstreamConfig, build_tasks, evaluate_encoder, quick_suite
+from labnotes.experiments.common import PRESETS, at_preset  # noqa: F401  (PRESETS: cpu, gpu)
 from labnotes.experiments.common import (in_order, markdown_table, mean_and_spread,
                                          percent_over_seeds, pyplot, run_in_notebook, save_figure,
                                          train_arm, write_table)
@@ -56,13 +57,13 @@ RECOVERY_SEED = 4321  # where each test span sits
 HELD_OUT_MASK_SEED = 99  # the validation blocks masked BERT's way and SpanBERT's way
 
 
-def arm_config(changes: dict[str, Any], seed: int, *, quick: bool,
-               progress: bool) -> SpanBERTConfig:
+def arm_config(changes: dict[str, Any], seed: int, *, quick: bool, progress: bool,
+               preset: str = "cpu") -> SpanBERTConfig:
     config = SpanBERTConfig(**changes)
     config.train.seed, config.train.progress = seed, progress
     config.train.steps, config.train.batch_size = STEPS, BATCH_SIZE
     config.train.eval_every = config.train.checkpoint_every = STEPS
-    return make_quick(config) if quick else config
+    return make_quick(config) if quick else at_preset(config, preset)
 
 
 # %% [markdown]
@@ -187,14 +188,15 @@ def downstream_suite(task: SpanBERTTask, quick: bool) -> tuple[dict[str, Any], D
 # Every seed trains every arm afresh; the held-out examples come from the first task built.
 
 # %%
-def run_experiment(work_dir: Path, *, quick: bool = False, progress: bool = True) -> dict[str, Any]:
+def run_experiment(work_dir: Path, *, quick: bool = False, progress: bool = True,
+                   preset: str = "cpu") -> dict[str, Any]:
     started = time.perf_counter()
     seeds = SEEDS[:1] if quick else SEEDS
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in ARMS}
     recovery_set = None
     for seed in seeds:
         for name, changes in ARMS.items():
-            config = arm_config(changes, seed, quick=quick, progress=progress)
+            config = arm_config(changes, seed, quick=quick, progress=progress, preset=preset)
             task = SpanBERTTask(config)
             if recovery_set is None:  # the same held-out examples for every arm and seed
                 recovery_set = span_recovery_set(task.valid_blocks)
@@ -316,8 +318,9 @@ def plot_recovery(results: dict[str, Any], path: Path) -> None:
 #
 # From a shell, `labnotes experiment spanbert` trains the four arms for both seeds (30 to 40
 # minutes on one CPU core) and writes `docs/results/spanbert/`; `--redraw` redraws the tables
-# and the figure from the stored `results.json`. In the notebook this cell runs the arms into
-# `runs/experiment-spanbert/` and prints the tables.
+# and the figure from the stored `results.json`. `--preset gpu` trains the same arms larger,
+# for one GPU ([how](experiments.common.md#presets-the-same-arms-larger)). In the notebook this
+# cell runs the arms into `runs/experiment-spanbert/` and prints the tables.
 
 # %%
 if __name__ == "__main__":

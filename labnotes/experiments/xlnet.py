@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from labnotes.downstream import DownstreamConfig, build_tasks, evaluate_encoder, quick_suite
+from labnotes.experiments.common import PRESETS, at_preset  # noqa: F401  (PRESETS: cpu, gpu)
 from labnotes.experiments.common import (flops_per_step, in_order, markdown_table,
                                          mean_and_spread, percent, pyplot, run_in_notebook,
                                          save_figure, train_arm, write_table)
@@ -63,14 +64,18 @@ ORDERS = 4  # chain orders averaged per span
 BOOTSTRAP = 2000
 
 
-def build_arm(name: str, seed: int, *, quick: bool, progress: bool) -> Any:
+def arm_config(name: str, seed: int, *, quick: bool, progress: bool,
+               preset: str = "cpu") -> MLMConfig | XLNetConfig:
     kind, changes = ARMS[name]
     config = MLMConfig() if kind == "mlm" else XLNetConfig(**changes)
     config.train.steps, config.train.eval_every, config.train.seed = STEPS, EVAL_EVERY, seed
     config.train.checkpoint_every, config.train.progress = STEPS, progress
-    if quick:
-        make_quick(config)
-    return MLMTask(config) if kind == "mlm" else XLNetTask(config)
+    return make_quick(config) if quick else at_preset(config, preset)
+
+
+def build_arm(name: str, seed: int, *, quick: bool, progress: bool, preset: str = "cpu") -> Any:
+    config = arm_config(name, seed, quick=quick, progress=progress, preset=preset)
+    return MLMTask(config) if ARMS[name][0] == "mlm" else XLNetTask(config)
 
 
 # %% [markdown]
@@ -245,7 +250,8 @@ def dependency_table(per_seed: dict[str, list[dict[str, list[float]]]],
 MASK_SENTENCE = "the new york times reported the result"
 
 
-def run_experiment(work_dir: Path, *, quick: bool = False, progress: bool = True) -> dict[str, Any]:
+def run_experiment(work_dir: Path, *, quick: bool = False, progress: bool = True,
+                   preset: str = "cpu") -> dict[str, Any]:
     suite = quick_suite(DownstreamConfig()) if quick else DownstreamConfig()
     started = time.perf_counter()
     rows: dict[str, list[dict[str, Any]]] = {}
@@ -254,7 +260,7 @@ def run_experiment(work_dir: Path, *, quick: bool = False, progress: bool = True
     tasks = baseline = example = None
     for name in ARMS:
         for seed in SEEDS[name][:1] if quick else SEEDS[name]:  # quick: one seed, a check
-            task = build_arm(name, seed, quick=quick, progress=progress)
+            task = build_arm(name, seed, quick=quick, progress=progress, preset=preset)
             if tasks is None:
                 tasks = build_tasks(prepare_corpus(task.config.corpus), suite,
                                     task.config.model.max_len)
@@ -437,6 +443,8 @@ def plot_masks(example: dict[str, Any], path: Path) -> None:
 #
 # From a shell, `labnotes experiment xlnet` trains the five runs (about half an hour on 2 CPU
 # cores) and writes `docs/results/xlnet/`; `--redraw` redraws from the stored `results.json`.
+# `--preset gpu` trains the same runs larger, for one GPU
+# ([how](experiments.common.md#presets-the-same-arms-larger)).
 
 # %%
 if __name__ == "__main__":
