@@ -12,4 +12,5 @@ PAGES = [
     "experiments.common", "experiments.mlm", "experiments.nsp", "experiments.sop",
     "experiments.spanbert", "experiments.electra", "experiments.xlnet",
     "experiments.bart", "experiments.dim", "experiments.contrastive", "experiments.chinese_wwm",
+    "experiments.compare",
 ]

@@ -452,11 +452,9 @@ def corpus_identity(data: str | None) -> dict[str, Any]:
 _IDENTITIES: dict[str, dict[str, Any]] = {}
 
 
-def trained_start(config: Any, steps: int) -> Path:
-    """The folder of the `steps`-step MLM start for `config`: trained once, then found in the
-    cache (shared with any page that asks for the same start: ELECTRA's warm start does).
-    The cache key holds the corpus by content, so an edited `--data` file trains a new start.
-    Under torchrun every rank trains it together; rank 0 files it, the others wait for that."""
+def start_folder(config: Any, steps: int) -> tuple[Path, MLMConfig]:
+    """Where the cache keeps the `steps`-step MLM start for `config`, and its configuration.
+    The cache key holds the corpus by content, so an edited `--data` file names a new start."""
     identity = corpus_identity(config.corpus.data)
     mlm = start_config(config, steps)
     mlm.corpus.data = identity["data"]  # the start's config.json names the file absolutely
@@ -465,7 +463,15 @@ def trained_start(config: Any, steps: int) -> Path:
     for volatile in ("device", "progress"):  # where it trained does not make another model
         settings["train"].pop(volatile)  # (precision stays: "auto" is part of the key as is)
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
-    folder = cache_dir() / "mlm-starts" / key
+    return cache_dir() / "mlm-starts" / key, mlm
+
+
+def trained_start(config: Any, steps: int) -> Path:
+    """The folder of the `steps`-step MLM start for `config`: trained once, then found in the
+    cache (shared with any page that asks for the same start: ELECTRA's warm start does).
+    Under torchrun every rank trains it together; rank 0 files it, the others wait for that."""
+    folder, mlm = start_folder(config, steps)
+    identity, key = corpus_identity(config.corpus.data), folder.name
     if latest_checkpoint(folder) is None:
         print(f"labnotes: training the MLM start ({steps} steps; kept in {folder})",
               file=sys.stderr)

@@ -16,18 +16,21 @@ import pytest
 
 from labnotes.experiments.common import (at_preset, in_order, markdown_table, mean_and_spread,
                                          percent_over_seeds, redraw, run, slug)
-from labnotes.registry import PAPERS
+from labnotes.registry import PAPERS, STUDIES, experiment_page
 from labnotes.training import make_quick
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
 
 
-@pytest.mark.parametrize("name", sorted(PAPERS))
+EXPERIMENTS = sorted([*PAPERS, *STUDIES])  # every `labnotes experiment NAME`
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
 def test_stored_tables_and_figures_redraw_byte_identical_from_results_json(name, tmp_path):
     stored = RESULTS / name
     shutil.copy(stored / "results.json", tmp_path / "results.json")
-    redraw(PAPERS[name].experiment_page(), tmp_path)
+    redraw(experiment_page(name), tmp_path)
     drawn = sorted(path.name for path in tmp_path.iterdir() if path.name != "results.json")
     expected = sorted(path.name for path in stored.iterdir() if path.name not in ("results.json", "command.txt"))
     assert drawn == expected
@@ -90,9 +93,9 @@ def stored_size(paper: str, run_name: str) -> tuple[int, int | None]:
 SHAPE = ("dim", "layers", "heads", "ffn_dim")
 
 
-@pytest.mark.parametrize("name", sorted(PAPERS))
+@pytest.mark.parametrize("name", EXPERIMENTS)
 def test_every_experiment_offers_the_cpu_and_gpu_presets(name):
-    page = PAPERS[name].experiment_page()
+    page = experiment_page(name)
     assert set(page.PRESETS) == {"cpu", "gpu"} and all(page.PRESETS.values())
     parameter = inspect.signature(page.run_experiment).parameters["preset"]
     assert parameter.default == "cpu" and parameter.kind is inspect.Parameter.KEYWORD_ONLY
