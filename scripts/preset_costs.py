@@ -27,7 +27,7 @@ import torch
 
 from labnotes.experiments.common import (PRESET_SIZES, flops_per_step, in_order, markdown_table,
                                          pyplot, save_figure, script_main, write_table)
-from labnotes.registry import PAPERS
+from labnotes.registry import PAPERS, STUDIES
 
 OUT = Path("docs/results/presets")
 COMMAND = "OMP_NUM_THREADS=1 python scripts/preset_costs.py"
@@ -52,6 +52,7 @@ CPU_TIMES = {
     "dim": "13 min, 1 shared core",
     "contrastive": "20 min, 1 shared core",
     "chinese_wwm": "9-20 min, 2 shared cores",
+    "compare": "56 min, 2 cores (--jobs 2)",
 }
 
 
@@ -67,6 +68,13 @@ class TrainingRun:
 def training_runs(paper: str, preset: str) -> list[TrainingRun]:
     """Every training run of `labnotes experiment PAPER --preset PRESET`, as the page builds it.
     Seeds of one arm share one configuration here (their step costs the same)."""
+    if paper == "compare":  # every arm spends the budget; the two starting arms share a start
+        from labnotes.experiments import compare
+        from labnotes.mlm import MLMTask
+        budget = compare.budget_steps(False, preset)
+        config = compare.configure("MLM", 0, quick=False, start=1, preset=preset)
+        config.train.steps = len(compare.ARMS) * budget - round(compare.START_FRACTION * budget)
+        return [TrainingRun("every arm, in MLM steps", config, MLMTask, len(compare.SEEDS))]
     page = PAPERS[paper].experiment_page()
     quiet = {"quick": False, "progress": False, "preset": preset}
     if paper == "mlm":
@@ -137,7 +145,7 @@ def contrastive_task(config: Any) -> Any:
 
 def run_experiment(work_dir: Path, *, quick: bool = False, progress: bool = True) -> dict[str, Any]:
     rows: dict[str, dict[str, Any]] = {}
-    for paper in PAPERS:
+    for paper in [*PAPERS, *STUDIES]:
         rows[paper] = {}
         for preset in PRESET_SIZES:
             started = time.perf_counter()
@@ -166,7 +174,7 @@ def minutes(seconds: float) -> str:
 
 def draw(results: dict[str, Any], out_dir: Path) -> None:
     sustained = results["peak_tflops"] * results["utilisation"] * 1e12
-    names = in_order(results["rows"], PAPERS)
+    names = in_order(results["rows"], [*PAPERS, *STUDIES])
     rows = {name: results["rows"][name] for name in names}
     lines = []
     for paper, presets in rows.items():
@@ -187,8 +195,8 @@ def draw(results: dict[str, Any], out_dir: Path) -> None:
                 "counted)\n\n" + table
                 + f"\nEstimated, not measured (no GPU was lent): FLOPs over "
                 f"{results['utilisation']:.0%} of the {results['peak_tflops']:.0f} TFLOP/s "
-                f"bfloat16 peak of an {results['gpu']}, {sustained / 1e12:.1f} TFLOP/s; all ten "
-                f"{minutes(total / sustained)}. Small models often run slower: read them as "
+                f"bfloat16 peak of an {results['gpu']}, {sustained / 1e12:.1f} TFLOP/s; "
+                f"all {len(names)} together {minutes(total / sustained)}. Small models often run slower: read them as "
                 f"the least the runs will take.\n")
     plt = pyplot()
     figure, axis = plt.subplots(figsize=(7, 0.5 * len(names) + 1.2))

@@ -121,10 +121,10 @@ def redraw(experiment: ModuleType, out_dir: Path | str) -> None:
 # The `gpu` encoder is BERT-Mini, the 4-layer, 256-wide size of the compact BERTs of Turc et
 # al. (arXiv:1908.08962, §2): twice as deep and twice as wide as the CPU one, with the same 64
 # dimensions per head. A token costs about 7 times as much, and with twice the batch a step
-# about 15 times (the MLM page's: 9.6 against 141 GFLOPs), a size at which a GPU's matrix
+# about 14 times (the MLM page's: 10.5 against 149 GFLOPs), a size at which a GPU's matrix
 # units have work to do rather than wait for the next small kernel. Four times the steps (the
-# whole schedule stretched: warmup, decay, evaluations) lets the larger model use them: 40 to
-# 65 times the training compute in all (the table below). The learning rate stays the page's,
+# whole schedule stretched: warmup, decay, evaluations) lets the larger model use them: 38 to
+# 62 times the training compute in all (the table below). The learning rate stays the page's,
 # so that only size changes; it has not been tuned for the larger model, as no GPU run has been
 # made yet. The data stays too: the embedded corpus holds about half a million training
 # tokens, which the `gpu` MLM arms read about 130 times over (16 at `cpu`), so watch the
