@@ -18,9 +18,9 @@ from labnotes.data import Blocks
 from labnotes.experiments.common import redraw
 from labnotes.experiments import spanbert as experiment
 from labnotes.experiments.spanbert import (ARMS, CHECKPOINTS, STEPS, arm_config,
-                                          held_out_sets, interval, measure, recovery_scores,
-                                          sibling_cloze, span_profile, span_recovery_set,
-                                          token_nll, unigram_scorer)
+                                          held_out_sets, interval, measure, paired_differences,
+                                          recovery_scores, sibling_cloze, span_profile,
+                                          span_recovery_set, token_nll, unigram_scorer)
 from labnotes.mlm import IGNORE
 from labnotes.spanbert import (SpanBERTConfig, SpanBERTModel, SpanKind, mask_spans,
                                span_boundary_targets, span_kind, span_length_distribution)
@@ -516,11 +516,17 @@ def test_block_bootstrap_intervals_cover_a_known_mean():
 def test_measures_of_a_real_model_have_every_cell():
     ids, special, word_ids = make_blocks(3, 12, 40, max_word_tokens=3)
     sets = held_out_sets(Blocks(ids, word_ids, special), VOCAB)
-    model = tiny_model()
+    model, per_token = tiny_model(), {}
     point = measure(lambda i, labels, p, spans=None: token_nll(model, i, labels, p,
                                                                 torch.device("cpu"), spans,
                                                                 batch_size=5),
-                    sets, detail=True)
+                    sets, detail=True, per_token=per_token)
+    shifted = {key: values + 0.5 for key, values in per_token.items()}
+    differences = paired_differences(shifted, per_token, sets)
+    assert set(differences) == {"token_masked", "span_masked", "sibling_gap", "whole_spans"}
+    for key, cell in differences.items():
+        assert cell["mean"] == pytest.approx(0.5) and cell["low"] == pytest.approx(0.5)
+    assert differences["whole_spans"]["tokens"] == point["spans"]["mlm"]["all"]["tokens"]
     assert set(point["spans"]) == {"mlm", "sbo"}
     for head in ("mlm", "sbo"):
         assert set(point["spans"][head]["by_length"]) == {"1", "2", "4", "6", "8"}
@@ -545,8 +551,12 @@ def fake_results():
             point["spans"]["sbo"] = point["spans"]["mlm"]
         return {"step": step, **point}
 
+    difference = {"mean": -0.25, "low": -0.5, "high": 0.0, "tokens": 9, "blocks": 3}
     runs = {arm: {"curve": [arm_point(arm, step, step == 20) for step in (10, 20)],
-                  "downstream": {"score": {"mean": 0.6}}} for arm in ARMS}
+                  "downstream": {"score": {"mean": 0.6}},
+                  "minus_token_masking": dict.fromkeys(
+                      ("token_masked", "span_masked", "sibling_gap", "whole_spans"), difference)}
+            for arm in ARMS}
     return {"runs": runs, "unigram": unigram, "steps": 20, "batch_size": 4, "seed": 0,
             "held_out": {"blocks": 10, "split_words": 7, "recovery_spans": 30,
                          "recovery_lengths": [1, 2, 4, 6, 8]}}
@@ -563,6 +573,8 @@ def test_results_table_and_figures_from_stored_numbers(tmp_path):
     assert rows == ["| model", "| word frequencies (unigram)"] + [f"| {arm}" for arm in ARMS], \
         "arms in the experiment's order, not alphabetical"
     assert "geometric spans + SBO, SBO head alone" in table
+    assert "| whole-word masking | -0.250 [-0.500, 0.000] |" in table
+    assert "| token masking (BERT) | -0.250" not in table  # no difference from itself
     assert "| 1 word | 2 words | 4 words | 6 words | 8 words | distance 1 |" in table
     assert "| token masking (BERT) | 10 |" in table and "| token masking (BERT) | 20 |" in table
     for figure in ("learning_curves.svg", "span_nll.svg"):

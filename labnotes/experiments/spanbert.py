@@ -350,13 +350,18 @@ def unigram_scorer(log_q: Tensor) -> Scorer:
                                                      "correct": labels == most_frequent}
 
 
-def measure(score: Scorer, sets: dict[str, Any], *, detail: bool) -> dict[str, Any]:
+def measure(score: Scorer, sets: dict[str, Any], *, detail: bool,
+            per_token: dict[str, Tensor] | None = None) -> dict[str, Any]:
+    """The three tests' numbers; `per_token`, if given, receives each test's [N, T] NLLs (the
+    sibling test's gap), for the paired comparisons below."""
     result: dict[str, Any] = {}
+    per_token = {} if per_token is None else per_token
     for key, rows in sets["masked"].items():
         scores = score(rows["input_ids"], rows["labels"], rows["padding_mask"])
         hidden = rows["labels"] != IGNORE
         result[f"{key}_masked"] = interval(scores["mlm"], hidden, rows["block"])
         result[f"{key}_masked_accuracy"] = scores["correct"][hidden].double().mean().item()
+        per_token[f"{key}_masked"] = scores["mlm"]
     sibling = sets["sibling"]
     chosen = sibling["labels"] != IGNORE
     visible, hidden = (score(sibling[key], sibling["labels"], sibling["padding_mask"])["mlm"]
@@ -364,16 +369,41 @@ def measure(score: Scorer, sets: dict[str, Any], *, detail: bool) -> dict[str, A
     result["sibling"] = {"visible": interval(visible, chosen, sibling["block"]),
                          "hidden": interval(hidden, chosen, sibling["block"]),
                          "gap": interval(hidden - visible, chosen, sibling["block"])}
+    per_token["sibling_gap"] = hidden - visible
     recovery = sets["recovery"]
     scores = score(recovery["input_ids"], recovery["labels"], recovery["padding_mask"],
                    recovery["spans"])
     inside = recovery["labels"] != IGNORE
+    per_token["whole_spans"] = scores["mlm"]
     result["spans"] = {head: span_profile(scores[head], recovery) if detail
                        else {"all": interval(scores[head], inside, recovery["block"])}
                        for head in ("mlm", "sbo") if head in scores}
     if detail:
         result["span_accuracy"] = recovery_scores(scores["correct"], recovery)
     return result
+
+
+# %% [markdown]
+# Two arms' intervals can overlap while one is lower on almost every block, because the blocks
+# themselves differ in difficulty. So each arm is also compared with token masking **on the
+# same hidden tokens**: the per-token difference of the two NLLs at the last checkpoint, with
+# its own block-bootstrap interval (for the sibling test, the difference of the two gaps).
+
+# %%
+def test_rows(sets: dict[str, Any]) -> dict[str, tuple[Tensor, Tensor]]:
+    """(which tokens are scored [N, T], block of each row [N]) of each test, by per_token key."""
+    masked, sibling, recovery = sets["masked"], sets["sibling"], sets["recovery"]
+    return {"token_masked": (masked["token"]["labels"] != IGNORE, masked["token"]["block"]),
+            "span_masked": (masked["span"]["labels"] != IGNORE, masked["span"]["block"]),
+            "sibling_gap": (sibling["labels"] != IGNORE, sibling["block"]),
+            "whole_spans": (recovery["labels"] != IGNORE, recovery["block"])}
+
+
+def paired_differences(per_token: dict[str, Tensor], reference: dict[str, Tensor],
+                       sets: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Mean of (this arm − the reference) over the same tokens, with its 95% interval."""
+    return {key: interval(per_token[key] - reference[key], where, block)
+            for key, (where, block) in test_rows(sets).items()}
 
 
 def downstream_suite(task: SpanBERTTask, quick: bool) -> tuple[dict[str, Any], DownstreamConfig]:
@@ -398,7 +428,7 @@ DOWNSTREAM = True  # the downstream check on the final encoder (about a minute p
 def run_experiment(work_dir: Path, *, quick: bool = False, progress: bool = True) -> dict[str, Any]:
     started = time.perf_counter()
     runs: dict[str, dict[str, Any]] = {}
-    sets = None
+    sets, reference = None, {}
     for name, changes in ARMS.items():
         config = arm_config(changes, SEED, quick=quick, progress=progress)
         task = SpanBERTTask(config)
@@ -414,16 +444,19 @@ def run_experiment(work_dir: Path, *, quick: bool = False, progress: bool = True
         trained = time.perf_counter()
         device = next(task.model.parameters()).device
         checkpoints = sorted((Path(work_dir) / slug(name) / "checkpoints").glob("step-*"))
-        curve = []
+        curve, per_token = [], {}
         for checkpoint in checkpoints:
             state = load_checkpoint(checkpoint, task=task, model=task.model, optimizer=None,
                                     config=None)
             last = checkpoint == checkpoints[-1]
-            point = measure(model_scorer(task.model, device), sets, detail=last)
+            point = measure(model_scorer(task.model, device), sets, detail=last,
+                            per_token=per_token)
             curve.append({"step": state["step"], **point})
         measured = time.perf_counter()
+        reference = reference if runs else per_token  # the first arm: token masking
         run = {"summary": summary, "curve": curve, "train_seconds": trained - arm_started,
-               "measure_seconds": measured - trained}
+               "measure_seconds": measured - trained,
+               "minus_token_masking": paired_differences(per_token, reference, sets)}
         if DOWNSTREAM:
             run["downstream"] = evaluate_encoder(task.model.encoder, downstream_tasks,
                                                  downstream_config, device)
@@ -443,8 +476,9 @@ def run_experiment(work_dir: Path, *, quick: bool = False, progress: bool = True
 # %% [markdown]
 # ## The tables and the figures, from `results.json`
 #
-# Four tables: the headline NLL on held-out blocks; the sibling gap; whole spans by length and
-# by distance from the nearer boundary; and the learning curves. NLLs are in nats per hidden
+# Five tables: the headline NLL on held-out blocks; the sibling gap; each arm's paired
+# difference from token masking; whole spans by length and by distance from the nearer
+# boundary; and the learning curves. NLLs are in nats per hidden
 # token with 95% block-bootstrap intervals. Two figures: the learning curves, and the
 # whole-span NLL by length, by position from the start and by distance from the boundary.
 
@@ -525,6 +559,13 @@ def results_table(results: dict[str, Any]) -> str:
                    short_cell(point["spans"].get("sbo", {}).get("all", {}))]
                   for name, run in runs.items() for point in run["curve"]]
 
+    reference = next(iter(runs))
+    difference_header = ["model", "token-masked NLL", "span-masked NLL", "sibling gap",
+                         "whole spans, MLM head"]
+    difference_rows = [[name] + [nll_cell(run["minus_token_masking"][key]) for key in
+                                 ("token_masked", "span_masked", "sibling_gap", "whole_spans")]
+                       for name, run in runs.items() if name != reference]
+
     blocks = held_out["blocks"]
     headline_title = (f"**Held-out NLL at the end of training** (nats per hidden token, lower is "
                       f"better; mean [95% interval] over {blocks} held-out blocks masked BERT's "
@@ -536,6 +577,9 @@ def results_table(results: dict[str, Any]) -> str:
                   f"{lengths[0]}–{lengths[-1]} words, all `[MASK]`; NLL in nats by span length "
                   "and by distance from the nearer boundary, ± half the 95% interval; "
                   "MLM head's token accuracy in %):")
+    difference_title = (f"**Each arm minus {reference}, on the same hidden tokens** (nats; "
+                        "mean [95% interval] of the per-token difference at the end of "
+                        "training; below 0: lower NLL, or a smaller sibling gap):")
     curve_title = ("**Learning curves** (NLL in nats at each checkpoint, ± half the 95% "
                    "interval; sibling gap as above):")
     footer = (f"One pretraining seed, {results['steps']} steps of {results['batch_size']} blocks "
@@ -543,6 +587,7 @@ def results_table(results: dict[str, Any]) -> str:
               "row scores each hidden token by its training-set frequency alone.")
     tables = [(headline_title, headline_header, headline_rows),
               (sibling_title, sibling_header, sibling_rows),
+              (difference_title, difference_header, difference_rows),
               (span_title, span_header, span_rows), (curve_title, curve_header, curve_rows)]
     return "\n".join(f"{title}\n\n{markdown_table(header, rows)}"
                      for title, header, rows in tables) + f"\n{footer}\n"
