@@ -13,7 +13,7 @@ sibling pieces in view, and whole spans, at several points of training.
 # objective puts what a span holds into the tokens just outside it (§3.2; Table 7:
 # coreference 76.3 → 79.0 F1).
 #
-# At our scale a model predicts a hidden token right only 6 to 12% of the time, a few points
+# At our scale a model predicts a hidden token right only 5 to 13% of the time, a few points
 # above always guessing the most frequent token, and accuracy cannot tell the schemes apart. So
 # this page measures the **negative log-likelihood** (NLL, nats per hidden token; lower is
 # better), which moves with every bit of probability a model puts on the right token, with 95%
@@ -660,8 +660,8 @@ def plot_span_profile(results: dict[str, Any], path: Path) -> None:
 # %% [markdown]
 # ## Run it
 #
-# From a shell, `labnotes experiment spanbert` trains the four arms (about 25 minutes on one
-# CPU core, most of it training) and writes `docs/results/spanbert/`; `--redraw` redraws the
+# From a shell, `labnotes experiment spanbert` trains the four arms (18 minutes on one CPU
+# core, most of it training) and writes `docs/results/spanbert/`; `--redraw` redraws the
 # tables and the figures from the stored `results.json`. In the notebook this cell runs the
 # arms into `runs/experiment-spanbert/` and prints the tables.
 
