@@ -721,7 +721,7 @@ if __name__ == "__main__":
 # tokens here; BERT's WordPiece vocabulary (about 30k pieces), which SpanBERT uses, splits
 # many more words. The sibling test looks at exactly those few words where they differ.
 #
-# <!--# <!-- results: spanbert -->
+# <!-- results: spanbert -->
 #
 # **What mirrors Table 6: the shortcut that hiding whole words takes away.** A token-masked
 # model predicts a piece of a split word 0.177 nats [0.156, 0.199] better when the rest of the
