@@ -1,6 +1,7 @@
 """SpanBERT: the span sampler's invariants (hypothesis), its length distribution and rate, the
 span boundary objective's indices and leak test, a short `labnotes train spanbert`, and the
-experiment's span-recovery test and tables."""
+experiment's measures (NLL of hidden tokens, the sibling gap, NLL by span length and position,
+block-bootstrap intervals) on hand-built cases, and its tables."""
 
 import json
 import math
@@ -16,8 +17,10 @@ from labnotes.cli import main
 from labnotes.data import Blocks
 from labnotes.experiments.common import redraw
 from labnotes.experiments import spanbert as experiment
-from labnotes.experiments.spanbert import (ARMS, STEPS, arm_config, recovery_scores,
-                                          span_recovery_set)
+from labnotes.experiments.spanbert import (ARMS, CHECKPOINTS, STEPS, arm_config,
+                                          held_out_sets, interval, measure, paired_differences,
+                                          recovery_scores, sibling_cloze, span_profile,
+                                          span_recovery_set, token_nll, unigram_scorer)
 from labnotes.mlm import IGNORE
 from labnotes.spanbert import (SpanBERTConfig, SpanBERTModel, SpanKind, mask_spans,
                                span_boundary_targets, span_kind, span_length_distribution)
@@ -359,38 +362,220 @@ def test_experiment_arms_are_the_page_default_with_masking_set():
         assert (config.masking, config.boundary_objective) == (changes["masking"],
                                                                changes["boundary_objective"])
         assert config.train.steps == config.train.eval_every == STEPS and config.train.seed == 1
+        assert config.train.checkpoint_every * CHECKPOINTS == STEPS
+        assert config.train.keep_checkpoints >= CHECKPOINTS
         assert config.eval_blocks == SpanBERTConfig().eval_blocks
     quick = arm_config(ARMS["geometric spans + SBO"], seed=0, quick=True, progress=False)
     assert (quick.train.steps, quick.eval_blocks) == (20, 64)
 
 
-def test_results_table_and_figures_from_stored_numbers(tmp_path):
-    def scores(value):
-        return {"token_accuracy": value, "exact_match": value / 10,
-                "by_length": {str(n): {"token_accuracy": value, "exact_match": value / 10,
-                                       "spans": 5} for n in (3, 6)},
-                "by_distance": {str(d): value for d in (1, 2, 3)}}
+# A fake model whose log-probabilities we set: every real token is WORD, and the MLM head's
+# logit for WORD is the number of visible neighbours (left and right) of the hidden position;
+# the SBO head's logit for WORD is the position inside the span (0 = first). All other logits
+# are 0, so the NLL of WORD with logit f is log(e^f + V - 1) - f.
+WORD, FAKE_VOCAB = 7, 10
 
-    def run(arm, seed):
-        value = 0.1 + 0.01 * seed + 0.02 * list(ARMS).index(arm)
-        recovery = {"mlm": scores(value)}
+
+def fake_nll(logit):
+    return math.log(math.exp(logit) + FAKE_VOCAB - 1) - logit
+
+
+class FakeEncoder(torch.nn.Module):
+    def forward(self, ids, padding_mask=None):
+        visible = (ids == WORD).float()
+        left = torch.nn.functional.pad(visible, (1, 0))[:, :-1]
+        right = torch.nn.functional.pad(visible, (0, 1))[:, 1:]
+        return (left + right)[..., None]  # [B, T, 1]
+
+
+class FakeHead(torch.nn.Module):
+    def forward(self, hidden):  # [N, 1] -> [N, V]
+        logits = torch.zeros(len(hidden), FAKE_VOCAB)
+        logits[:, WORD] = hidden[:, 0]
+        return logits
+
+
+class FakeBoundaryHead(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.position = torch.nn.Embedding(16, 1)
+
+    def forward(self, hidden, targets):
+        logits = torch.zeros(len(targets.labels), FAKE_VOCAB)
+        logits[:, WORD] = targets.offset.float()
+        return logits
+
+
+class FakeModel(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.encoder, self.head, self.boundary_head = FakeEncoder(), FakeHead(), FakeBoundaryHead()
+
+
+def fake_blocks(word_sizes, copies=3, seq_len=16):
+    """`copies` identical rows: [CLS], words of the given sizes (all WORD), [SEP], padding."""
+    ids, word_ids = [CLS], [-1]
+    for word, size in enumerate(word_sizes):
+        ids += [WORD] * size
+        word_ids += [word] * size
+    ids, word_ids = ids + [SEP], word_ids + [-1]
+    ids += [PAD] * (seq_len - len(ids))
+    word_ids += [-1] * (seq_len - len(word_ids))
+    ids, word_ids = torch.tensor([ids] * copies), torch.tensor([word_ids] * copies)
+    return Blocks(ids, word_ids, word_ids == -1)
+
+
+def test_the_sibling_gap_by_hand():
+    blocks = fake_blocks([1, 3, 1, 2, 1])  # two split words: 3 pieces (tokens 2-4), 2 (6-7)
+    cloze = sibling_cloze(blocks, seed=5)
+    device = torch.device("cpu")
+    for row in range(len(blocks)):
+        chosen = (cloze["labels"][row] != IGNORE).nonzero().flatten().tolist()
+        assert len(chosen) == 2 and 2 <= chosen[0] <= 4 and 6 <= chosen[1] <= 7
+        assert (cloze["visible"][row] == MASK).nonzero().flatten().tolist() == chosen
+        assert (cloze["hidden"][row] == MASK).nonzero().flatten().tolist() == [2, 3, 4, 6, 7]
+    model = FakeModel()
+    visible = token_nll(model, cloze["visible"], cloze["labels"], cloze["padding_mask"], device)
+    hidden = token_nll(model, cloze["hidden"], cloze["labels"], cloze["padding_mask"], device)
+    # visible siblings: both neighbours of the one hidden piece are visible words
+    chosen = cloze["labels"] != IGNORE
+    expected = torch.full((6,), fake_nll(2), dtype=torch.float64)
+    assert torch.allclose(visible["mlm"][chosen], expected)
+    # whole word hidden: an edge piece has one visible neighbour, the middle piece none
+    neighbours = {2: 1, 3: 0, 4: 1, 6: 1, 7: 1}
+    expected_gaps = [fake_nll(neighbours[position]) - fake_nll(2)
+                     for row, position in chosen.nonzero().tolist()]
+    gap = interval(hidden["mlm"] - visible["mlm"], chosen, cloze["block"])
+    assert gap["mean"] == pytest.approx(sum(expected_gaps) / len(expected_gaps))
+    assert gap["mean"] > 0 and gap["tokens"] == 6 and gap["blocks"] == 3
+    assert torch.isnan(visible["mlm"][~chosen]).all()
+    assert not visible["correct"][~chosen].any()
+
+
+def test_nll_by_span_length_and_position_by_hand():
+    blocks = fake_blocks([1] * 7)  # seven one-token words, so lengths in words are in tokens
+    recovery_set = span_recovery_set(blocks, lengths=(1, 3))
+    assert recovery_set["span_words"].tolist() == [1, 3] * 3
+    scores = token_nll(FakeModel(), recovery_set["input_ids"], recovery_set["labels"],
+                       recovery_set["padding_mask"], torch.device("cpu"), recovery_set["spans"])
+    mlm, sbo = span_profile(scores["mlm"], recovery_set), span_profile(scores["sbo"], recovery_set)
+    # MLM: a one-word span sees two visible neighbours; a three-word span 1, 0, 1
+    assert mlm["by_length"]["1"]["mean"] == pytest.approx(fake_nll(2))
+    assert mlm["by_length"]["3"]["mean"] == pytest.approx((2 * fake_nll(1) + fake_nll(0)) / 3)
+    assert mlm["by_position"]["1"]["mean"] == pytest.approx((fake_nll(2) + fake_nll(1)) / 2)
+    assert mlm["by_position"]["2"]["mean"] == pytest.approx(fake_nll(0))
+    assert mlm["by_position"]["3"]["mean"] == pytest.approx(fake_nll(1))
+    assert mlm["by_distance"]["1"]["mean"] == pytest.approx((fake_nll(2) + 2 * fake_nll(1)) / 3)
+    assert mlm["by_distance"]["2"]["mean"] == pytest.approx(fake_nll(0))
+    assert set(mlm["by_distance"]) == {"1", "2"} and set(mlm["by_position"]) == {"1", "2", "3"}
+    assert mlm["all"]["mean"] == pytest.approx((fake_nll(2) + 2 * fake_nll(1) + fake_nll(0)) / 4)
+    assert mlm["all"]["tokens"] == 12 and mlm["all"]["blocks"] == 3
+    assert mlm["all"]["low"] == pytest.approx(mlm["all"]["mean"])  # identical blocks: no spread
+    # SBO: the logit is the position inside the span, 0, 1, 2
+    assert sbo["by_position"]["1"]["mean"] == pytest.approx(fake_nll(0))
+    assert sbo["by_position"]["3"]["mean"] == pytest.approx(fake_nll(2))
+    assert sbo["by_length"]["3"]["mean"] == pytest.approx(sum(map(fake_nll, (0, 1, 2))) / 3)
+
+
+def test_interval_is_the_token_mean_over_blocks():
+    values = torch.tensor([[1.0, 3.0, float("nan")], [10.0, 0.0, 0.0], [5.0, 5.0, 5.0]],
+                          dtype=torch.float64)
+    where = torch.tensor([[True, True, True], [True, False, False], [True, True, True]])
+    block = torch.tensor([0, 1, 0])  # rows 0 and 2 come from one block
+    result = interval(values, where, block)
+    assert result["mean"] == pytest.approx((1 + 3 + 10 + 15) / 6)  # NaN never counts
+    assert (result["tokens"], result["blocks"]) == (6, 2)
+    assert result["low"] <= result["mean"] <= result["high"]
+    assert interval(values, torch.zeros_like(where), block) == {}
+
+
+def test_block_bootstrap_intervals_cover_a_known_mean():
+    """100 simulated held-out sets: blocks of 1-12 tokens that share a block effect (so tokens
+    are not independent); the true mean is 2.0. At least 90 of the 95% intervals cover it;
+    resampling single tokens instead, as if they were independent, covers it far less often
+    (in 30 of the sets)."""
+    generator = torch.Generator().manual_seed(2026)
+    covered, covered_by_tokens = 0, 0
+    for dataset in range(100):
+        blocks, width = 150, 12
+        sizes = torch.randint(1, width + 1, (blocks,), generator=generator)
+        where = torch.arange(width)[None, :] < sizes[:, None]
+        effect = torch.randn(blocks, 1, generator=generator, dtype=torch.float64)
+        values = 2.0 + effect + torch.randn(blocks, width, generator=generator,
+                                            dtype=torch.float64)
+        result = interval(values, where, torch.arange(blocks), seed=dataset)
+        covered += result["low"] <= 2.0 <= result["high"]
+        if dataset < 30:
+            tokens = interval(values.reshape(-1, 1), where.reshape(-1, 1),
+                              torch.arange(blocks * width), seed=dataset)
+            covered_by_tokens += tokens["low"] <= 2.0 <= tokens["high"]
+    assert 90 <= covered <= 99, covered  # 100 would hint at intervals too wide to mean much
+    assert covered_by_tokens <= 25, covered_by_tokens  # of 30; about 64% expected
+
+
+def test_measures_of_a_real_model_have_every_cell():
+    ids, special, word_ids = make_blocks(3, 12, 40, max_word_tokens=3)
+    sets = held_out_sets(Blocks(ids, word_ids, special), VOCAB)
+    model, per_token = tiny_model(), {}
+    point = measure(lambda i, labels, p, spans=None: token_nll(model, i, labels, p,
+                                                                torch.device("cpu"), spans,
+                                                                batch_size=5),
+                    sets, detail=True, per_token=per_token)
+    shifted = {key: values + 0.5 for key, values in per_token.items()}
+    differences = paired_differences(shifted, per_token, sets)
+    assert set(differences) == {"token_masked", "span_masked", "sibling_gap", "whole_spans"}
+    for key, cell in differences.items():
+        assert cell["mean"] == pytest.approx(0.5) and cell["low"] == pytest.approx(0.5)
+    assert differences["whole_spans"]["tokens"] == point["spans"]["mlm"]["all"]["tokens"]
+    assert set(point["spans"]) == {"mlm", "sbo"}
+    for head in ("mlm", "sbo"):
+        assert set(point["spans"][head]["by_length"]) == {"1", "2", "4", "6", "8"}
+        assert 0 < point["spans"][head]["all"]["mean"] < 2 * math.log(VOCAB)
+    assert point["sibling"]["gap"]["tokens"] == int((sets["sibling"]["labels"] != IGNORE).sum())
+    assert point["token_masked"]["tokens"] == int((sets["masked"]["token"]["labels"]
+                                                   != IGNORE).sum())
+    assert 0.0 <= point["span_masked_accuracy"] <= 1.0
+
+
+def fake_results():
+    ids, special, word_ids = make_blocks(4, 10, 40, max_word_tokens=3)
+    sets = held_out_sets(Blocks(ids, word_ids, special), VOCAB)
+    log_q = torch.log_softmax(torch.linspace(0, 3, VOCAB, dtype=torch.float64), 0)
+    unigram = measure(unigram_scorer(log_q), sets, detail=True)
+
+    def arm_point(arm, step, detail):
+        shift = 0.1 * list(ARMS).index(arm) + 1.0 / step
+        scorer = unigram_scorer(log_q + shift)  # any numbers will do
+        point = measure(scorer, sets, detail=detail)
         if ARMS[arm]["boundary_objective"]:
-            recovery["sbo"] = scores(value / 2)
-        return {"recovery": recovery, "token_masked_accuracy": value, "span_masked_accuracy": value,
-                "downstream": {"tasks": {"acceptability": {"mean": 0.6}}, "score": {"mean": 0.6}}}
+            point["spans"]["sbo"] = point["spans"]["mlm"]
+        return {"step": step, **point}
 
-    results = {"runs": {arm: [run(arm, seed) for seed in range(2)] for arm in ARMS},
-               "seeds": [0, 1], "steps": 10, "batch_size": 4, "recovery_examples": 10,
-               "recovery_baseline": {"baseline_accuracy": 0.04},
-               "downstream": "fine-tuned"}
-    (tmp_path / "results.json").write_text(json.dumps(results, sort_keys=True))  # stored sorted
+    difference = {"mean": -0.25, "low": -0.5, "high": 0.0, "tokens": 9, "blocks": 3}
+    runs = {arm: {"curve": [arm_point(arm, step, step == 20) for step in (10, 20)],
+                  "downstream": {"score": {"mean": 0.6}},
+                  "minus_token_masking": dict.fromkeys(
+                      ("token_masked", "span_masked", "sibling_gap", "whole_spans"), difference)}
+            for arm in ARMS}
+    return {"runs": runs, "unigram": unigram, "steps": 20, "batch_size": 4, "seed": 0,
+            "held_out": {"blocks": 10, "split_words": 7, "recovery_spans": 30,
+                         "recovery_lengths": [1, 2, 4, 6, 8]}}
+
+
+def test_results_table_and_figures_from_stored_numbers(tmp_path):
+    (tmp_path / "results.json").write_text(json.dumps(fake_results(), sort_keys=True))
     redraw(experiment, tmp_path)
     table = (tmp_path / "table.md").read_text()
-    assert "| most frequent token | 4.0 | 0.0 |" in table
-    assert "| token masking (BERT), MLM head | 10.5 ± 0.7 |" in table
-    rows = [line.split(",")[0] for line in table.splitlines()
-            if line.startswith("| ") and "MLM head" in line]
-    assert rows == [f"| {arm}" for arm in ARMS], "arms in the experiment's order, not alphabetical"
-    assert "geometric spans + SBO, SBO head alone (boundaries only)" in table
-    assert "acceptability" in table
-    assert (tmp_path / "span_recovery.svg").read_text().startswith("<?xml")
+    assert "| word frequencies (unigram) |" in table
+    assert "over 10 held-out blocks" in table and "each of the 7 held-out words" in table
+    headline = table.split("\n\n")[1]  # title, headline table, ...
+    rows = [line.split(" |")[0] for line in headline.splitlines() if line.startswith("| ")]
+    assert rows == ["| model", "| word frequencies (unigram)"] + [f"| {arm}" for arm in ARMS], \
+        "arms in the experiment's order, not alphabetical"
+    assert "geometric spans + SBO, SBO head alone" in table
+    assert "| whole-word masking | -0.250 [-0.500, 0.000] |" in table
+    assert "| token masking (BERT) | -0.250" not in table  # no difference from itself
+    assert "| 1 word | 2 words | 4 words | 6 words | 8 words | distance 1 |" in table
+    assert "| token masking (BERT) | 10 |" in table and "| token masking (BERT) | 20 |" in table
+    for figure in ("learning_curves.svg", "span_nll.svg"):
+        assert (tmp_path / figure).read_text().startswith("<?xml")
