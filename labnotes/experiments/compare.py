@@ -72,7 +72,7 @@ from labnotes.downstream import (DownstreamConfig, bag_of_tokens, build_tasks, e
 from labnotes.electra import ElectraConfig, ElectraTask
 from labnotes.experiments.common import PRESETS  # noqa: F401  (PRESETS: cpu, gpu)
 from labnotes.experiments.common import (PRESET_SIZES, at_preset, flops_per_step, in_order,
-                                         markdown_table, mean_and_spread, percent, pyplot,
+                                         markdown_table, percent, percent_over_seeds, pyplot,
                                          save_figure, slug, train_arm, write_table)
 from labnotes.mlm import MLMConfig, MLMTask, load_start, start_config, start_folder, trained_start
 from labnotes.nsp import NSPTask
@@ -304,11 +304,6 @@ TASK_LABELS = {"acceptability": "acceptability", "source": "source",
                "same_passage": "same passage"}
 
 
-def over_seeds(values: list[float]) -> str:
-    mean, spread = mean_and_spread(values)
-    return percent(mean, spread if len(values) > 1 else None)
-
-
 def draw(results: dict[str, Any], out_dir: Path) -> None:
     write_table(out_dir / "table.md", results_table(results))
     plot_compute(results, out_dir / "probe_vs_compute.svg")
@@ -325,15 +320,15 @@ def results_table(results: dict[str, Any]) -> str:
     mlm_scores = [run["finetune"]["score"]["mean"] for run in arm_runs(results, "MLM")]
 
     def score_cells(scored: list[dict[str, Any]]) -> list[str]:
-        return [*(over_seeds([s["tasks"][t]["mean"] for s in scored]) for t in tasks),
-                over_seeds([s["score"]["mean"] for s in scored])]
+        return [*(percent_over_seeds([s["tasks"][t]["mean"] for s in scored]) for t in tasks),
+                percent_over_seeds([s["score"]["mean"] for s in scored])]
 
     words = [sum(results["bag_of_words"][t]) / len(results["bag_of_words"][t]) for t in tasks]
     lines = [["bag of words (probe on token counts)", "—", "—", "—", "—",
               *(percent(score) for score in words), "—", percent(sum(words) / len(words)), "—"],
              ["random-init encoder", "0", "—", "0", "—",
               *score_cells([seed["random_init"]["finetune"] for seed in seeds]),
-              over_seeds([seed["random_init"]["probe"]["score"]["mean"] for seed in seeds]),
+              percent_over_seeds([seed["random_init"]["probe"]["score"]["mean"] for seed in seeds]),
               "—"]]
     for name in in_order(seeds[0]["arms"], ARMS):
         runs = arm_runs(results, name)
@@ -349,8 +344,8 @@ def results_table(results: dict[str, Any]) -> str:
             f"{runs[0]['train_flops'] / 1e12:.1f}",
             f"{minutes:.1f}" + (" (start cached)" if cached else ""),
             *score_cells([run["finetune"] for run in runs]),
-            over_seeds([run["checkpoints"][-1]["probe"]["score"]["mean"] for run in runs]),
-            "—" if name == "MLM" else over_seeds(difference)])
+            percent_over_seeds([run["checkpoints"][-1]["probe"]["score"]["mean"] for run in runs]),
+            "—" if name == "MLM" else percent_over_seeds(difference)])
     budget = seeds[0]["plan"]["budget_flops"] / 1e12
     return (f"**Every objective at equal compute** ({budget:.1f} TFLOPs each = "
             f"{results['budget_mlm_steps']} MLM steps; {len(seeds)} pretraining seeds; "
