@@ -514,9 +514,11 @@ if __name__ == "__main__":
 #   55.7 ± 1.0 on the [downstream suite](downstream.md), BERT's MLM encoder 56.0 ± 1.9, a
 #   random-init encoder 52.3. Table 6's gains of XLNet-Base over BERT-Base (e.g. 85.6 vs 84.3
 #   MNLI-m) are about one point; the suite's spread between pretraining seeds is larger than
-#   that, so it cannot confirm or refute them. Its acceptability task cannot even tell a
-#   trained encoder from an untrained one here: BERT's MLM scores 50.1 and XLNet 50.6 against
-#   52.1 for the random-init encoder, all at the 50% chance level.
+#   that, so it cannot confirm or refute them. The suite's first version, which these numbers
+#   come from, had an acceptability task that could not even tell a trained encoder from an
+#   untrained one: BERT's MLM scores 50.1 and XLNet 50.6 against 52.1 for the random-init
+#   encoder, all at the 50% chance level (the current suite replaces it with
+#   [word order](downstream.md#task-1-word-order)).
 # - **Held-out losses of different objectives do not compare.** MLM's 4.51 nats (28.1% top-1)
 #   are on randomly scattered single tokens; XLNet's 5.05 (19.7%) on whole spans, which have less
 #   context. Only the span table scores the same tokens for both.

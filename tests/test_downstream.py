@@ -1,11 +1,15 @@
 """The downstream suite: task construction (balanced, disjoint, deterministic, well formed), the
-classifier leaves the encoder alone, a random encoder is near chance and a trained one is not,
-and `labnotes eval downstream`."""
+classifier leaves the encoder alone, pair tasks encode their sentences apart, a random encoder is
+near chance and a trained one is not, the stored evidence that every task separates them, and
+`labnotes eval downstream`."""
 
+import dataclasses
 import json
 import random
+import statistics
 import types
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,6 +19,7 @@ from hypothesis import strategies as st
 
 from labnotes.cli import main
 from labnotes.downstream import (
+    FIRST_SUITE,
     DownstreamConfig,
     build_tasks,
     evaluate_encoder,
@@ -80,38 +85,69 @@ def test_shuffle_moves_whole_words_inside_one_window(seed, pieces, window):
 
 # --------------------------------------------------------------------------- task construction
 
-def test_tasks_are_balanced_disjoint_and_deterministic(prepared):
-    tasks = build_tasks(prepared)
-    again = build_tasks(prepared)
-    assert set(tasks) == {"acceptability", "source", "same_passage"}
+@pytest.mark.parametrize("suite", ["default", "first"])
+def test_tasks_are_balanced_disjoint_and_deterministic(prepared, suite):
+    config = DownstreamConfig() if suite == "default" else DownstreamConfig(tasks=FIRST_SUITE)
+    tasks = build_tasks(prepared, config)
+    again = build_tasks(prepared, config)
+    expected = ({"word_order", "source", "summary_match"} if suite == "default"
+                else {"acceptability", "source", "same_passage"})
+    assert set(tasks) == expected
     for name, task in tasks.items():
         for part in (task.train, task.test):
             counts = Counter(part.labels.tolist())
             assert sorted(counts) == list(range(task.num_labels)), name
             assert len(set(counts.values())) == 1, f"{name}: labels not balanced {counts}"
             assert (part.input_ids[:, 0] == CLS_ID).all()
+            if task.pair:
+                assert (part.second_ids[:, 0] == CLS_ID).all() and len(part.second_ids) == len(part)
+        assert task.pair == (name == "summary_match")
         assert not set(task.train.documents.tolist()) & set(task.test.documents.tolist()), \
             f"{name}: a document is in both train and test"
         assert len(task.train) >= 100 and len(task.test) >= 100
         assert torch.equal(task.train.input_ids, again[name].train.input_ids)
         assert torch.equal(task.test.labels, again[name].test.labels)
-    other_seed = build_tasks(prepared, DownstreamConfig(data_seed=1))
-    assert not torch.equal(other_seed["acceptability"].train.input_ids,
-                           tasks["acceptability"].train.input_ids)
+    other_seed = build_tasks(prepared, dataclasses.replace(config, data_seed=1))
+    first = next(iter(tasks))
+    assert not torch.equal(other_seed[first].train.input_ids, tasks[first].train.input_ids)
+
+
+def test_unknown_task_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown downstream task.*word_order"):
+        DownstreamConfig(tasks=("word_order", "cola"))
 
 
 def test_examples_are_what_they_claim(prepared):
     documents = prepared.valid_documents
-    tasks = build_tasks(prepared)
+    tasks = {**build_tasks(prepared), **build_tasks(prepared, DownstreamConfig(tasks=FIRST_SUITE))}
     sentences = {d: [tokens for tokens, _ in document] for d, document in enumerate(documents)}
-    for part in (tasks["acceptability"].train, tasks["acceptability"].test):
-        for row, label, d in zip(part.input_ids, part.labels, part.documents):
-            body = real_tokens(row)[1:-1]
+    for name in ("word_order", "acceptability"):
+        for part in (tasks[name].train, tasks[name].test):
+            for row, label, d in zip(part.input_ids, part.labels, part.documents):
+                body = real_tokens(row)[1:-1]
+                if label == 1:
+                    assert body in sentences[int(d)]
+                else:  # the same tokens as one of the document's sentences, in another order
+                    assert body not in sentences[int(d)]
+                    assert any(sorted(body) == sorted(s) for s in sentences[int(d)])
+    summary = tasks["summary_match"]
+    part_of = {d: d * 3 // len(documents) for d in sentences}  # the source task's parts
+    for part in (summary.train, summary.test):
+        for row, second, label, d in zip(part.input_ids, part.second_ids, part.labels,
+                                         part.documents):
+            first, other = real_tokens(row), real_tokens(second)
+            assert first[0] == CLS_ID and first[-1] == SEP_ID and SEP_ID not in first[1:-1]
+            assert other[0] == CLS_ID and other[-1] == SEP_ID and SEP_ID not in other[1:-1]
+            opening = sentences[int(d)][0]
+            assert opening[: len(first) - 2] == first[1:-1], "A is the document's first sentence"
+            later = [(e, s) for e, doc in sentences.items() for s in doc[1:]
+                     if s[: len(other) - 2] == other[1:-1]]
+            assert later, "B is a later sentence of some document"
             if label == 1:
-                assert body in sentences[int(d)]
-            else:  # the same tokens as one of the document's sentences, in another order
-                assert body not in sentences[int(d)]
-                assert any(sorted(body) == sorted(s) for s in sentences[int(d)])
+                assert any(e == int(d) for e, _ in later)
+            else:
+                assert any(e != int(d) and part_of[e] == part_of[int(d)] for e, _ in later), \
+                    "a negative's B comes from another document of the same part"
     for part in (tasks["same_passage"].train, tasks["same_passage"].test):
         rows = zip(part.input_ids, part.segment_ids, part.labels, part.documents)
         for row, segments, label, d in rows:
@@ -205,26 +241,61 @@ def test_seeding_hands_back_the_cuda_generators_too():
 
 
 def test_random_encoder_is_near_chance_and_a_trained_one_is_not(trained_run):
+    """On this grammar every document is drawn from the same rules, so only word order can be
+    learned: source and summary match are at chance for every encoder here (the stored runs on
+    the embedded corpus are the evidence for them: the next test)."""
     config = DownstreamConfig(mode="probe")
     _, run_config, task = load_run(trained_run)
     trained = evaluate_pretrained(task.model.encoder, run_config.corpus, config)
     tasks = build_tasks(prepare_corpus(run_config.corpus), config)
     torch.manual_seed(0)
     untrained = evaluate_encoder(Encoder(task.model.encoder.config), tasks, config)
-    trained_acceptability = trained["tasks"]["acceptability"]["mean"]
-    untrained_acceptability = untrained["tasks"]["acceptability"]["mean"]
-    # on this grammar every document is drawn from the same rules: only word order can be learned
-    assert abs(untrained_acceptability - 0.5) < 0.12
+    trained_order = trained["tasks"]["word_order"]["mean"]
+    untrained_order = untrained["tasks"]["word_order"]["mean"]
+    assert abs(untrained_order - 0.5) < 0.12
     assert abs(untrained["score"]["mean"] - (0.5 + 1 / 3 + 0.5) / 3) < 0.08
-    assert trained_acceptability > 0.8
-    assert trained_acceptability > untrained_acceptability + 0.2
+    assert trained_order > 0.9
+    assert trained_order > untrained_order + 0.3
+
+
+def suite_tasks_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("suite_tasks", Path("scripts/suite_tasks.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_stored_suite_table_redraws_byte_for_byte(tmp_path):
+    from labnotes.experiments.common import redraw
+
+    stored = Path("docs/results/suite")
+    (tmp_path / "results.json").write_bytes((stored / "results.json").read_bytes())
+    redraw(suite_tasks_script(), tmp_path)
+    assert (tmp_path / "table.md").read_bytes() == (stored / "table.md").read_bytes()
+
+
+def test_every_task_of_the_suite_separates_the_stored_mlm_runs_from_random_init():
+    """The stored evidence (scripts/suite_tasks.py on the comparison's MLM runs): every task of
+    the default suite puts each MLM run more than 5 points above the random-init encoder of its
+    seed, and every fine-tuning run of the one above every fine-tuning run of the other."""
+    results = json.loads(Path("docs/results/suite/results.json").read_text())
+    mlm = [name for name in results["encoders"] if name.startswith("MLM")][-1]
+    for task in DownstreamConfig().tasks:
+        for trained, random_init in zip(results["encoders"][mlm],
+                                        results["encoders"]["random init"]):
+            runs, floor = trained["scores"][task], random_init["scores"][task]
+            gap = statistics.fmean(runs) - statistics.fmean(floor)
+            assert gap > 0.05, (task, gap)
+            assert min(runs) > max(floor), task
 
 
 def test_eval_downstream_on_a_run_folder(trained_run, tmp_path, capsys):
     assert main(["eval", "downstream", "--checkpoint", str(trained_run), "--probe"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["paper"] == "mlm" and result["mode"] == "probe"
-    assert set(result["tasks"]) == {"acceptability", "source", "same_passage"}
+    assert set(result["tasks"]) == {"word_order", "source", "summary_match"}
     assert 0.0 <= result["score"]["mean"] <= 1.0 and len(result["score"]["runs"]) == 3
     assert main(["eval", "downstream", "--checkpoint", str(tmp_path)]) == 1
     assert "not a labnotes run folder" in capsys.readouterr().err
@@ -295,16 +366,65 @@ def test_bag_of_tokens_floor_reads_words_alone() -> None:
     assert min(floor["runs"]) > 0.95 and floor["groups"] == list(range(80))
 
 
+@pytest.mark.parametrize("name", ["word_order", "summary_match"])
 @pytest.mark.parametrize("mode", ["probe", "finetune"])
-def test_per_example_scores_are_the_suites_scores_kept_per_example(prepared, mode):
+def test_per_example_scores_are_the_suites_scores_kept_per_example(prepared, mode, name):
     from labnotes.downstream import per_example
     torch.manual_seed(0)
     encoder = Encoder(load_config(prepared))
     config = DownstreamConfig(mode=mode, steps=3, seeds=2, max_train_examples=120,
                               max_test_examples=80)
-    task = build_tasks(prepared, config)["acceptability"]
-    suite = evaluate_encoder(encoder, {"acceptability": task}, config)["tasks"]["acceptability"]
+    task = build_tasks(prepared, config)[name]
+    suite = evaluate_encoder(encoder, {name: task}, config)["tasks"][name]
     kept = per_example(encoder, task, config)
     assert kept["runs"] == pytest.approx(suite["runs"])
     assert [len(right) for right in kept["correct"]] == [len(task.test)] * 2
     assert kept["groups"] == list(range(len(task.test)))
+
+
+# ---------------------------------------------------------------- pair tasks: encoded apart
+
+def pair_toy(count: int, seed: int):
+    """Pairs of random token bags; label 1 when the two share a token, 0 when they share none."""
+    from labnotes.downstream import pair, to_tensors
+
+    rng = random.Random(seed)
+    rows = []
+    for row in range(count):
+        first = rng.sample(range(7, 40), 5)
+        rest = [t for t in range(7, 40) if t not in first]
+        second = rng.sample(rest, 5)
+        label = row % 2
+        if label:
+            second[rng.randrange(5)] = rng.choice(first)
+        rows.append(pair(first, second, label, row))
+    return to_tensors(rows)
+
+
+def test_pair_features_are_the_two_sentences_encoded_apart():
+    from labnotes.downstream import features, pair_features, pooled_features
+    from labnotes.transformer import EncoderConfig
+
+    torch.manual_seed(0)
+    encoder = Encoder(EncoderConfig(vocab_size=64, max_len=16, dim=16, ffn_dim=32, layers=1))
+    examples = pair_toy(12, 0)
+    got = features(encoder, examples, torch.device("cpu"))
+    encoder.eval()
+    with torch.no_grad():
+        alone = [pooled_features(encoder, ids[None, ids != PAD_ID],
+                                 torch.zeros(1, int((ids != PAD_ID).sum()), dtype=torch.long))
+                 for ids in (examples.input_ids[3], examples.second_ids[3])]
+    assert got.shape == (12, 64)
+    assert torch.allclose(got[3], pair_features(*alone)[0], atol=1e-5)
+    # the twin: a different second sentence moves the features (so the check above can fail)
+    moved = dataclasses.replace(examples, second_ids=examples.second_ids.roll(1, 0))
+    assert not torch.allclose(features(encoder, moved, torch.device("cpu"))[3], got[3])
+
+
+def test_bag_of_tokens_on_pairs_sees_shared_words():
+    from labnotes.downstream import ClassificationTask, bag_of_tokens
+
+    task = ClassificationTask("toy", 2, pair_toy(400, 0), pair_toy(200, 1))
+    assert task.pair
+    floor = bag_of_tokens(task, 2, DownstreamConfig())
+    assert min(floor["runs"]) > 0.9, floor["runs"]

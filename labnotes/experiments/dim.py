@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from labnotes.dim import (ESTIMATORS, InfoWordConfig, InfoWordTask, InfoWordViews, fit_critic,
                           held_out_order, infonce_estimate, ngram_scores, retrieved, rho_for)
-from labnotes.downstream import DownstreamConfig, build_tasks, probe, seeded
+from labnotes.downstream import FIRST_SUITE, DownstreamConfig, build_tasks, probe, seeded
 from labnotes.mlm import IGNORE
 from labnotes.experiments.common import PRESETS, at_preset  # noqa: F401  (PRESETS: cpu, gpu)
 from labnotes.experiments.common import (in_order, markdown_table, mean_and_spread, pyplot,
@@ -190,7 +190,8 @@ def retrieval_scores(model: Any, sets: list[InfoWordViews]) -> dict[str, float]:
 # ## Linear probes with 1%, 10% and 100% of the labels
 #
 # InfoWord's low-data argument, in our setting: the [downstream suite](downstream.md)'s three
-# tasks, a linear probe on frozen features fitted on a random 1%, 10% or all of each task's
+# tasks (its [first version](downstream.md#the-first-suites-two-tasks), which the stored numbers
+# were measured with, until this page is re-run with the current suite), a linear probe on frozen features fitted on a random 1%, 10% or all of each task's
 # training examples (at least 4), scored on the whole test half; three probe seeds, each with
 # its own subset. The features are the **first-token state**, the vector the DIM term trains
 # (the MLM term never takes a loss there). The suite's own probe reads the mean over tokens
@@ -239,7 +240,7 @@ def run_experiment(work_dir: Path, *, quick: bool = False, progress: bool = True
                    preset: str = "cpu") -> dict[str, Any]:
     estimators = run_estimators(quick)  # every preset: a minute of small critics on a CPU
     runs: dict[str, dict[str, Any]] = {name: {} for name in ARMS}
-    suite = DownstreamConfig(mode="probe")
+    suite = DownstreamConfig(mode="probe", tasks=FIRST_SUITE)  # as its stored numbers
     tasks = None
     for name, dim_weight in ARMS.items():
         for seed in SEEDS:
