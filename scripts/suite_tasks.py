@@ -22,7 +22,8 @@ import torch
 
 from labnotes.downstream import (FIRST_SUITE, DownstreamConfig, bag_of_tokens, build_tasks,
                                  evaluate_encoder)
-from labnotes.experiments.common import markdown_table, script_main, write_table
+from labnotes.experiments.common import (markdown_table, pyplot, save_figure, script_main,
+                                         write_table)
 from labnotes.registry import load_run
 from labnotes.tokenizer import prepare_corpus
 from labnotes.training import load_checkpoint
@@ -104,6 +105,28 @@ def draw(results: dict[str, Any], out_dir: Path) -> None:
                 f"over {seeds} pretraining seeds, each the mean of 3 fine-tuning seeds; the MLM "
                 f"runs are the comparison's, at each checkpoint; in bold, a gap over 5 points "
                 f"for every seed)\n\n" + markdown_table(header, rows))
+    plot_tasks(results, encoders, names, out_dir / "tasks_over_training.svg")
+
+
+def plot_tasks(results: dict[str, Any], encoders: dict[str, Any], names: list[str],
+               path: Path) -> None:
+    """Each task's fine-tuned accuracy over the MLM runs' steps (random init at 0), with the bag
+    of words as a dashed line of the same colour."""
+    plt = pyplot()
+    figure, axis = plt.subplots(figsize=(7, 4.2))
+    steps = [max(steps_of(name), 0) for name in encoders]
+    for task in names:
+        means = [100 * statistics.fmean(statistics.fmean(run["scores"][task]) for run in runs)
+                 for runs in encoders.values()]
+        line, = axis.plot(steps, means, marker="o", label=LABELS.get(task, task))
+        axis.axhline(100 * statistics.fmean(results["bag_of_words"][task]),
+                     color=line.get_color(), linestyle="--", linewidth=0.8)
+    axis.set_xlabel("MLM training steps (0: the random-init encoder)")
+    axis.set_ylabel("fine-tuned accuracy (%); dashed: bag of words")
+    axis.legend(fontsize=7)
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    save_figure(figure, path)
 
 
 def main() -> int:

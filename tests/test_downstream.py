@@ -273,7 +273,8 @@ def test_the_stored_suite_table_redraws_byte_for_byte(tmp_path):
     stored = Path("docs/results/suite")
     (tmp_path / "results.json").write_bytes((stored / "results.json").read_bytes())
     redraw(suite_tasks_script(), tmp_path)
-    assert (tmp_path / "table.md").read_bytes() == (stored / "table.md").read_bytes()
+    for name in ("table.md", "tasks_over_training.svg"):
+        assert (tmp_path / name).read_bytes() == (stored / name).read_bytes(), name
 
 
 def test_every_task_of_the_suite_separates_the_stored_mlm_runs_from_random_init():

@@ -496,6 +496,47 @@ def test_the_warm_start_loads_exactly_the_named_mlm_encoder(tmp_path):
     assert task.warm_start_steps == 3
 
 
+@pytest.mark.parametrize("objective", sorted(HYBRIDS))
+def test_a_hybrid_gets_the_same_warm_start_as_electra(objective, tmp_path):
+    """Table 5's arms all start from the MLM: the hybrid replaces ELECTRA's model, so it must be
+    given the start again (its encoder equal to the MLM's, the shared table still shared)."""
+    data = write_small_corpus(tmp_path / "small.txt")
+    mlm = tmp_path / "mlm"
+    assert main(["train", "mlm", "--data", str(data), "--steps", "3", "--batch-size", "8",
+                 "--seq-len", "32", "--out", str(mlm), *TINY]) == 0
+    task = HybridTask(tiny_electra_config(data, init=str(mlm)), objective)
+    start = MaskedLanguageModel(task.model.encoder.config)
+    load_model(start, str(latest_checkpoint(mlm) / "model.safetensors"))
+    ours = task.model.encoder.state_dict()
+    for name, value in start.encoder.state_dict().items():
+        assert torch.equal(ours[name], value), name
+    assert task.model.generator.encoder.embeddings.shared.token.weight \
+        is task.model.encoder.embeddings.token.weight
+    assert task.warm_start_steps == 3
+    # the twin: without the start, the same hybrid's encoder is not the MLM's
+    fresh = HybridTask(tiny_electra_config(data, warm_start_steps=0), objective)
+    assert not torch.equal(fresh.model.encoder.embeddings.token.weight,
+                           start.encoder.embeddings.token.weight)
+
+
+def test_table_5s_bert_arm_continues_the_start_head_included(tmp_path, monkeypatch):
+    from labnotes.experiments import electra as page
+
+    data = write_small_corpus(tmp_path / "small.txt")
+    mlm = tmp_path / "mlm"
+    assert main(["train", "mlm", "--data", str(data), "--steps", "3", "--batch-size", "8",
+                 "--seq-len", "32", "--out", str(mlm), *TINY]) == 0
+    monkeypatch.setattr(page, "stage_config", lambda fraction, seed, **_: tiny_electra_config(
+        data, init=str(mlm), generator_fraction=fraction or 0.25))
+    task = page.build_arm("bert", None, 0, 5, quick=False, progress=False)
+    start = MaskedLanguageModel(task.model.encoder.config)
+    load_model(start, str(latest_checkpoint(mlm) / "model.safetensors"))
+    ours = task.model.state_dict()
+    for name, value in start.state_dict().items():
+        assert torch.equal(ours[name], value), name
+    assert task.config.train.steps == 5 and task.config.train.lr == 1e-3
+
+
 def test_a_warm_start_of_another_shape_is_refused_clearly(tmp_path, capsys):
     data = write_small_corpus(tmp_path / "small.txt")
     mlm = tmp_path / "mlm"

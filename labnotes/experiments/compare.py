@@ -398,9 +398,10 @@ def plot_compute(results: dict[str, Any], path: Path) -> None:
 #
 # **What separates.** The arms spread over 14 points of the fine-tuned suite (XLNet 63.0,
 # BART's encoder 48.9), where the spread between pretraining seeds is 1–3 points. XLNet is
-# ahead of MLM (61.0) in every seed, by 1.1, 1.8 and 3.3 points (+2.0 ± 1.1 paired), the one
-# objective that beats it here. MLM + DIM is level with it (−2.2 ± 1.6: the best summary-match
-# scores, 62.4–62.9, and word order learned in one seed of three). SimCSE after its MLM start is
+# ahead of MLM (61.0) in every seed, by 1.1, 1.7 and 3.2 points (+2.0 ± 1.1 paired), the one
+# objective that beats it here. MLM + DIM is a little behind it in every seed (−2.2 ± 1.6; its
+# summary-match scores, 62.4–62.9, equal XLNet's mean, and it learned word order in one seed of
+# three). SimCSE after its MLM start is
 # behind (−5.8 ± 0.7). The other five are 8–12 points behind and at or near the random-init
 # encoder (51.5): MLM + NSP −8.6 ± 2.5, SpanBERT −9.4 ± 1.1, MLM + SOP −11.6 ± 4.3, ELECTRA
 # −11.6 ± 2.3, BART −12.0 ± 2.3. The probe, the like-for-like column, has the same order at the
@@ -418,8 +419,8 @@ def plot_compute(results: dict[str, Any], path: Path) -> None:
 # ELECTRA and SimCSE start from the 400-step MLM, whose schedule has ended, and add 142 and 209
 # steps of their own: ELECTRA's discriminator reaches a held-out AUC of only 0.51–0.53 from
 # that short start (the ELECTRA page's default starts from 1,200 MLM steps and reaches 0.74),
-# and its encoder loses what the start knew of topic (source 37–53%, below random in two
-# seeds); SimCSE keeps the start's topic and summary features (58.4, 56.8) but adds no word
+# and its encoder loses what the start knew of topic (source 37–53%, below the random encoder
+# in every seed); SimCSE keeps the start's topic and summary features (58.4, 56.8) but adds no word
 # order. NSP does not learn its own task at this budget (held-out accuracy 0.49–0.52); SOP
 # learns its (0.69–0.70) and its encoder is the worst at topic (source 38.9, 39.3, 52.6):
 # both halves of an SOP pair come from one document, so topic never helps it (ALBERT,
@@ -441,7 +442,9 @@ def plot_compute(results: dict[str, Any], path: Path) -> None:
 # **What the suite sees now.** Each of its three tasks separates the MLM encoder from the
 # random one by 7–14 points (word order 63.6 against 49.3, source 60.4 against 53.3, summary
 # match 58.8 against 51.7), and each is read beside a bag of words (47.9, 58.0, 53.9): word order
-# cannot be solved from words, source largely can, summary match a little (shared words). The
+# cannot be solved from words, source largely can, summary match a little (shared words; it
+# also has a cue in where its negatives come from, found after this run, which the
+# [suite's page](downstream.md#what-each-task-measures) describes). The
 # suite's first version, used by this page's first run (1,200 MLM steps, two seeds; its table is
 # in the git history of `docs/results/compare/`), could see only topic: acceptability was at
 # chance for every encoder and same passage within three points of it; that run put ELECTRA,

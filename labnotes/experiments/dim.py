@@ -217,6 +217,8 @@ def low_data_probes(encoder: Any, tasks: dict[str, Any],
     """{fraction: mean accuracy over tasks and probe seeds} of first-token probes."""
     runs: dict[str, list[float]] = {str(fraction): [] for fraction in FRACTIONS}
     for task in tasks.values():
+        if task.pair:  # these probes read one input's first token; a pair has two inputs
+            raise ValueError(f"the low-data probes take single-input tasks, not {task.name!r}")
         train_x = first_token_features(encoder, task.train.input_ids)
         test_x = first_token_features(encoder, task.test.input_ids)
         for fraction in FRACTIONS:

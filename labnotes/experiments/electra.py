@@ -13,14 +13,21 @@ training compute it took.
 # Replace MLM 82.4, ELECTRA 15% 82.4, BERT 82.2). And a generator 1/4 to 1/2 the
 # discriminator's width works best, one as wide worse (§3.2, Figure 3).
 #
-# Every arm trains an encoder of the same size (the ELECTRA page's discriminator) for 800
-# steps of 64 blocks; the [downstream suite](downstream.md) scores it at a few checkpoints.
+# Every arm trains an encoder of the same size (the ELECTRA page's discriminator) from the same
+# start, the warm start of the [ELECTRA page](electra.md#the-warm-start-the-discriminator-begins-as-an-mlm-encoder)'s
+# default (an MLM of 1200 steps), and then its own objective until all arms have spent the same
+# training FLOPs; three pretraining seeds; the [downstream suite](downstream.md) scores every
+# encoder at the end. (The page's first version trained every arm from random weights for the
+# same 800 steps, and its discriminators never learned; the ELECTRA page's Evidence says what
+# that showed.)
 
 # %%
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +36,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from labnotes.downstream import DownstreamConfig, build_tasks, evaluate_encoder, quick_suite
+from labnotes.contrastive import load_start
 from labnotes.electra import (ELECTRA, ElectraConfig, ElectraTask, discriminator_loss,
-                              quick_config, replaced_auc)
+                              load_warm_start, quick_config, replaced_auc)
 from labnotes.experiments.common import PRESETS, at_preset  # noqa: F401  (PRESETS: cpu, gpu)
-from labnotes.experiments.common import (flops_per_step, in_order, markdown_table, percent,
-                                         pyplot, run_in_notebook, save_figure, slug, train_arm,
-                                         write_table)
-from labnotes.mlm import IGNORE, MLMConfig, MLMTask, start_config
+from labnotes.experiments.common import (PRESET_SIZES, flops_per_step, in_order, markdown_table,
+                                         mean_and_spread, percent_over_seeds, pyplot, run_in_notebook, save_figure,
+                                         train_arm, write_table)
+from labnotes.mlm import IGNORE, MLMConfig, MLMTask, start_config, trained_start
 from labnotes.tokenizer import prepare_corpus
-from labnotes.training import TrainConfig, load_checkpoint, make_quick
+from labnotes.training import latest_checkpoint, load_checkpoint
 from labnotes.transformer import Encoder, EncoderConfig, LMHead, init_weights
 
 # %% [markdown]
@@ -141,8 +149,9 @@ class AllTokensMLM(ReplaceMLM):
 
 # %% [markdown]
 # A hybrid trains through the ELECTRA page's task with the hybrid in place of `ELECTRA`: the
-# same blocks, masks and sampling noise. The task builds an `ELECTRA` first; re-seeded before
-# the hybrid replaces it, the hybrid starts from the same encoder and generator weights.
+# same blocks, masks and sampling noise. The task builds an `ELECTRA` first (and loads its warm
+# start); re-seeded before the hybrid replaces it, the hybrid starts from the same generator
+# weights, and its encoder is given the same warm start again.
 
 # %%
 HYBRIDS = {"electra_15": Electra15, "replace_mlm": ReplaceMLM, "all_tokens_mlm": AllTokensMLM}
@@ -156,18 +165,37 @@ class HybridTask(ElectraTask):
         self.model = HYBRIDS[objective](config.model, generator_fraction=config.generator_fraction,
                                         mlm_weight=config.mlm_weight,
                                         disc_weight=config.disc_weight)
+        if self.warm_start_steps:  # the encoder the ELECTRA model above was given
+            self.warm_start_steps = load_warm_start(self.model, start_of(config), config.corpus,
+                                                    config.model)
 
     def settings(self) -> dict[str, Any]:
         return {**super().settings(), "objective": self.objective}
 
 
+def start_of(config: ElectraConfig) -> Path:
+    """The folder of the MLM start `config` names (`init`, or the cached warm start)."""
+    return Path(config.init) if config.init else trained_start(config, config.warm_start_steps)
+
+
 # %% [markdown]
-# ## The arms and their cost
+# ## The arms, all from one start, at equal compute
 #
-# Each arm names its objective and its generator's width; "bert" is the MLM page's task, with
-# a zero output bias like every ELECTRA arm. A step's compute is counted by PyTorch's FLOP
-# counter on one real batch, forward and backward, generator included (the paper's way,
-# Table 1).
+# Every arm begins where the ELECTRA page's default begins: an MLM of 1200 steps (the
+# [MLM page](mlm.md)'s recipe, cached and shared by every arm of a seed), whose encoder each
+# arm's network starts from. Then each arm trains its own objective, at the page's stage
+# settings (learning rate $10^{-3}$, batches of 64 blocks), for as many steps as fit in the
+# same budget of training FLOPs: the start's, plus 400 steps of ELECTRA with its 1/4-width
+# generator (the page's default). PyTorch's FLOP counter measures one real step of each arm,
+# forward and backward, generator included (the paper's way, Table 1); an arm's stage has
+# $\lfloor$ (budget − start) / (its cost per step) $\rceil$ steps. So All-Tokens MLM, whose
+# $|V|$-way head runs at every position, gets fewer steps; BERT, with no generator, more.
+#
+# "BERT (MLM)" simply continues its MLM from the start, head included (its output bias began
+# at the unigram log-frequencies, the MLM page's recipe): an MLM run for the whole budget.
+# ELECTRA, ELECTRA 15% and the two MLM hybrids take the start's *encoder*; their heads (the
+# discriminator's, or a fresh tied MLM head) and their generator's blocks are new. The steps
+# are planned at the CPU preset's sizes; `--preset gpu` runs four times as many of each.
 
 # %%
 ARMS = {  # name -> (objective, generator fraction)
@@ -178,93 +206,137 @@ ARMS = {  # name -> (objective, generator fraction)
     "All-Tokens MLM": ("all_tokens_mlm", 0.25),
 }
 GENERATOR_ARMS = {"ELECTRA, generator 1/2": 0.5, "ELECTRA, generator 1/1": 1.0}
+ALL_ARMS = {**ARMS, **{name: ("electra", fraction) for name, fraction in GENERATOR_ARMS.items()}}
 PAPER_TABLE_5 = {"BERT (MLM)": 82.2, "ELECTRA": 85.0, "ELECTRA 15%": 82.4, "Replace MLM": 82.4,
-                "All-Tokens MLM": 84.3}
-STEPS, BATCH_SIZE = 800, 64  # the MLM page's batch and learning rate
+                 "All-Tokens MLM": 84.3}
+SEEDS = (0, 1, 2)
 
 
-def experiment_train_config(progress: bool) -> TrainConfig:
-    return TrainConfig(steps=STEPS, batch_size=BATCH_SIZE, eval_every=STEPS // 4,
-                       checkpoint_every=STEPS // 2, keep_checkpoints=10, lr=2e-3,
-                       progress=progress)
+def stage_config(fraction: float | None, seed: int, *, quick: bool, progress: bool,
+                 preset: str = "cpu") -> ElectraConfig:
+    """The ELECTRA page's default (warm start, then the stage), with this generator and seed."""
+    config = ElectraConfig(generator_fraction=fraction or 0.25)
+    config.train.seed, config.train.progress = seed, progress
+    return quick_config(config) if quick else config
 
 
-def arm_config(objective: str, fraction: float | None, *, quick: bool, progress: bool,
-               preset: str = "cpu") -> MLMConfig | ElectraConfig:
-    train_config = experiment_train_config(progress)
+def bert_config(config: ElectraConfig, steps: int) -> MLMConfig:
+    """BERT's arm: the start's own recipe, continued for `steps` at the stage's settings."""
+    mlm = start_config(config, steps)
+    mlm.train = dataclasses.replace(config.train, steps=steps)
+    return mlm
+
+
+def build_arm(objective: str, fraction: float | None, seed: int, steps: int, *, quick: bool,
+              progress: bool, preset: str = "cpu") -> Any:
+    """The arm's task, with its start loaded and `steps` steps to train (resized to `preset`)."""
+    config = stage_config(fraction, seed, quick=quick, progress=progress)
+    config.train.steps = steps
+    config.train.eval_every = config.train.checkpoint_every = steps
+    at_preset(config, preset)
     if objective == "bert":
-        config = MLMConfig(train=train_config, unigram_bias=False)
-    else:  # pinned to the joint recipe from random weights, the one this table was run with
-        config = ElectraConfig(train=train_config, generator_fraction=fraction,
-                               warm_start_steps=0)
-    return make_quick(config) if quick else at_preset(config, preset)
-
-
-def build_arm(objective: str, fraction: float | None, *, quick: bool, progress: bool,
-              preset: str = "cpu") -> Any:
-    config = arm_config(objective, fraction, quick=quick, progress=progress, preset=preset)
-    if objective == "bert":
-        return MLMTask(config)
+        task = MLMTask(bert_config(config, config.train.steps))
+        load_checkpoint(latest_checkpoint(start_of(config)), task=task, model=task.model,
+                        optimizer=None, config=None)
+        return task
     return ElectraTask(config) if objective == "electra" else HybridTask(config, objective)
+
+
+def plan(quick: bool) -> dict[str, Any]:
+    """The budget and every arm's stage steps, counted at the CPU preset's sizes (seed 0)."""
+    default = stage_config(0.25, 0, quick=quick, progress=False)
+    start_flops = (flops_per_step(MLMTask(start_config(default, default.warm_start_steps)))
+                   * default.warm_start_steps)
+    costs = {}
+    for name, (objective, fraction) in ALL_ARMS.items():
+        config = stage_config(fraction, 0, quick=quick, progress=False)
+        config.warm_start_steps = 0  # counting a step needs no start
+        if objective == "bert":
+            task: Any = MLMTask(bert_config(config, 1))
+        else:
+            task = ElectraTask(config) if objective == "electra" else HybridTask(config, objective)
+        costs[name] = flops_per_step(task)
+    budget = start_flops + default.train.steps * costs["ELECTRA"]
+    return {"start_steps": default.warm_start_steps, "start_flops": start_flops,
+            "budget_flops": budget, "flops_per_step": costs,
+            "steps": {name: max(1, round((budget - start_flops) / cost))
+                      for name, cost in costs.items()}}
 
 
 # %% [markdown]
 # ## Running the arms
 #
-# One fresh run per arm. The five arms of Table 5 are scored downstream at every checkpoint,
-# the two wider generators at the last only; a random-init encoder of the same size is the
-# floor. Every ELECTRA arm and hybrid trains by the joint recipe from random weights
-# (`warm_start_steps=0`, pinned in `build_arm`): the ELECTRA page's recipe when this table was
-# run. The page's default now starts the discriminator from an MLM; Table 5 with that start is
-# still to be re-run.
+# A seed's arms run one after another in one process, the start first (trained once, then
+# found in the cache); `--jobs 3` runs the three seeds side by side, one thread each. Every arm
+# is scored by the [downstream suite](downstream.md) at its end, fine-tuned; so are the start
+# itself (where every arm begins) and a random-init encoder of the same size (the floor).
 
 # %%
-def run_experiment(work_dir: Path, *, quick: bool = False, progress: bool = True,
-                   preset: str = "cpu") -> dict[str, Any]:
+def run_seed(seed: int, work_dir: Path, quick: bool, progress: bool, preset: str,
+             planned: dict[str, Any]) -> dict[str, Any]:
+    if multiprocessing.parent_process() is not None:  # a worker of --jobs: one thread each
+        torch.set_num_threads(1)
     suite = quick_suite(DownstreamConfig()) if quick else DownstreamConfig()
+    first = build_arm("electra", 0.25, seed, 1, quick=quick, progress=progress, preset=preset)
+    tasks = build_tasks(prepare_corpus(first.config.corpus), suite, first.config.model.max_len)
+    torch.manual_seed(seed)
+    random_init = evaluate_encoder(Encoder(first.config.model), tasks, suite)
+    shape, weights = load_start(start_of(first.config), first.config.corpus)
+    start_encoder = Encoder(shape)
+    start_encoder.load_state_dict(weights)
+    start = evaluate_encoder(start_encoder, tasks, suite)
+    rows = {}
+    for name, (objective, fraction) in ALL_ARMS.items():
+        task = build_arm(objective, fraction, seed, planned["steps"][name], quick=quick,
+                         progress=progress, preset=preset)
+        began = time.perf_counter()
+        summary, _ = train_arm(task, task.config, Path(work_dir) / f"seed-{seed}", name)
+        rows[name] = {"steps": task.config.train.steps, "summary": summary,
+                      "train_seconds": time.perf_counter() - began,
+                      "downstream": evaluate_encoder(task.model.encoder, tasks, suite)}
+    return {"seed": seed, "random_init": random_init, "start": start, "rows": rows}
+
+
+def run_experiment(work_dir: Path, *, quick: bool = False, progress: bool = True,
+                   preset: str = "cpu", jobs: int = 1) -> dict[str, Any]:
     started = time.perf_counter()
-    arms = {name: (*spec, True) for name, spec in ARMS.items()}
-    arms.update({name: ("electra", fraction, False) for name, fraction in GENERATOR_ARMS.items()})
-    rows: dict[str, dict[str, Any]] = {}
-    tasks = None
-    for name, (objective, fraction, every_checkpoint) in arms.items():
-        task = build_arm(objective, fraction, quick=quick, progress=progress, preset=preset)
-        if tasks is None:
-            tasks = build_tasks(prepare_corpus(task.config.corpus), suite,
-                                task.config.model.max_len)
-            baseline = evaluate_encoder(Encoder(task.config.model), tasks, suite)
-        step_flops = flops_per_step(task)
-        arm_started = time.perf_counter()
-        summary, _ = train_arm(task, task.config, work_dir, name)
-        seconds = time.perf_counter() - arm_started
-        checkpoints = sorted((Path(work_dir) / slug(name) / "checkpoints").glob("step-*"))
-        points = []
-        for checkpoint in checkpoints if every_checkpoint else checkpoints[-1:]:
-            state = load_checkpoint(checkpoint, task=task, model=task.model, optimizer=None,
-                                    config=None)
-            scores = evaluate_encoder(task.model.encoder, tasks, suite)
-            points.append({"step": state["step"], "train_flops": step_flops * state["step"],
-                           **scores})
-        rows[name] = {"objective": objective, "generator_fraction": fraction,
-                      "flops_per_step": step_flops, "train_seconds": seconds,
-                      "summary": summary, "checkpoints": points, "downstream": points[-1],
-                      "paper_glue": PAPER_TABLE_5.get(name)}
-    return {"paper": "electra", "steps": task.config.train.steps,
-            "batch_size": task.config.train.batch_size, "suite": dataclasses.asdict(suite),
-            "random_init": baseline, "rows": rows, "seconds": time.perf_counter() - started}
+    seeds = SEEDS[:1] if quick else SEEDS
+    planned = plan(quick)
+    arguments = [[work_dir] * len(seeds), [quick] * len(seeds), [progress] * len(seeds),
+                 [preset] * len(seeds), [planned] * len(seeds)]
+    if jobs > 1:
+        with ProcessPoolExecutor(max_workers=min(jobs, len(seeds)),
+                                 mp_context=multiprocessing.get_context("spawn")) as pool:
+            per_seed = list(pool.map(run_seed, seeds, *arguments))
+    else:
+        per_seed = [run_seed(seed, *(values[0] for values in arguments)) for seed in seeds]
+    size = PRESET_SIZES[preset]
+    return {"paper": "electra", "experiment": "table-5-warm-start", "seeds": list(seeds),
+            "plan": planned, "start_steps": planned["start_steps"] * size.steps,
+            "batch_size": stage_config(0.25, 0, quick=quick, progress=False).train.batch_size
+            * size.batch,
+            "rows": {name: {"steps": steps * size.steps}
+                     for name, steps in planned["steps"].items()},
+            "suite": dataclasses.asdict(quick_suite(DownstreamConfig()) if quick
+                                        else DownstreamConfig()),
+            "per_seed": per_seed, "jobs": jobs,
+            "threads": 1 if jobs > 1 else torch.get_num_threads(), "torch": torch.__version__,
+            "seconds": time.perf_counter() - started}
 
 
 # %% [markdown]
 # ## The tables and the figure, from `results.json`
 #
-# Downstream accuracy in %, mean ± standard deviation over the fine-tuning seeds; the
-# detector's accuracy, precision and recall on held-out text where the arm has one; the
-# paper's GLUE score beside each Table 5 arm. The figure is the downstream score against
-# training compute, with the random-init encoder as a dashed line.
+# Downstream accuracy in %, each the mean of three fine-tuning seeds, then the mean ± spread
+# over the pretraining seeds; the difference from BERT is paired by seed (both arms of a seed
+# share the start and are judged on the same examples with the same fine-tuning seeds). The
+# detector's held-out AUC where the arm has one; the paper's GLUE score beside each Table 5
+# arm. The figure is the suite's score against training compute: every arm leaves the start's
+# point and ends at the budget.
 
 # %%
-TASK_LABELS = {"acceptability": "acceptability", "source": "source",
-               "same_passage": "same passage"}
+TASK_LABELS = {"word_order": "word order", "source": "source", "summary_match": "summary match",
+               "acceptability": "acceptability", "same_passage": "same passage"}
 
 
 def draw(results: dict[str, Any], out_dir: Path) -> None:
@@ -272,66 +344,78 @@ def draw(results: dict[str, Any], out_dir: Path) -> None:
     plot_compute(results, out_dir / "downstream_vs_compute.svg")
 
 
-def score_cell(scores: dict[str, Any], key: str) -> str:
-    return percent(scores[key]["mean"], scores[key]["std"])
+def arm_scores(results: dict[str, Any], name: str, task: str | None = None) -> list[float]:
+    """Per pretraining seed: the arm's fine-tuned score (a task's, or the suite's)."""
+    scores = []
+    for seed in results["per_seed"]:
+        entry = (seed["random_init"] if name == "random init" else seed["start"]
+                 if name == "start" else seed["rows"][name]["downstream"])
+        scores.append(entry["tasks"][task]["mean"] if task else entry["score"]["mean"])
+    return scores
 
 
 def results_table(results: dict[str, Any]) -> str:
-    baseline = results["random_init"]
-    rows = {name: results["rows"][name]
-            for name in in_order(results["rows"], [*ARMS, *GENERATOR_ARMS])}
-    tasks = in_order(baseline["tasks"], TASK_LABELS)
+    seeds, planned = results["per_seed"], results["plan"]
+    tasks = in_order(seeds[0]["random_init"]["tasks"], TASK_LABELS)
+    bert = arm_scores(results, "BERT (MLM)")
+
+    def line(name: str, label: str, steps: str, flops: str, last: str) -> list[str]:
+        scores = arm_scores(results, name)
+        paired = ([100 * (a - b) for a, b in zip(scores, bert)]
+                  if name in ALL_ARMS and name != "BERT (MLM)" else None)
+        auc = "—"
+        if name in ALL_ARMS and "eval_disc_auc" in seeds[0]["rows"][name]["summary"]:
+            auc = "{:.3f} ± {:.3f}".format(*mean_and_spread(
+                [seed["rows"][name]["summary"]["eval_disc_auc"] for seed in seeds]))
+        return [label, steps, flops, *(percent_over_seeds(arm_scores(results, name, t)) for t in tasks),
+                percent_over_seeds(scores),
+                "—" if paired is None else "{:+.1f} ± {:.1f}".format(*mean_and_spread(paired)),
+                auc, last]
+
+    start_tf = f"{planned['start_flops'] / 1e12:.1f}"
+    budget_tf = f"{planned['budget_flops'] / 1e12:.1f}"
+    lines = [line("random init", "random-init encoder", "0", "0", "—"),
+             line("start", "the MLM start (where every arm begins)",
+                  f"{results['start_steps']} MLM", start_tf, "—")]
+    lines += [line(name, name, f"+ {results['rows'][name]['steps']}", budget_tf,
+                   f"{PAPER_TABLE_5[name]:.1f}") for name in ARMS]
+    widths = [line(name, label, f"+ {results['rows'][name]['steps']}", budget_tf,
+                   "{:.3f}".format(mean_and_spread([s["rows"][name]["summary"]
+                                                ["eval_generator_accuracy"] for s in seeds])[0]))
+              for name, label in (("ELECTRA", "1/4"), ("ELECTRA, generator 1/2", "1/2"),
+                                  ("ELECTRA, generator 1/1", "1/1"))]
     labels = [TASK_LABELS.get(task, task) for task in tasks]
-    lines = [["random-init encoder", *(score_cell(baseline["tasks"], t) for t in tasks),
-              percent(baseline["score"]["mean"]), "0", "—", "—"]]
-    lines += [table_line(name, row, tasks) for name, row in rows.items()
-              if name not in GENERATOR_ARMS]
-    widths = [table_line({0.25: "1/4", 0.5: "1/2", 1.0: "1/1"}[row["generator_fraction"]], row,
-                         tasks, last=f"{row['summary']['eval_generator_accuracy']:.3f}")
-              for row in rows.values() if row["objective"] == "electra"]
-    return (f"**Table 5 at laptop scale** ({results['steps']} steps × batch "
-            f"{results['batch_size']}, same encoder for every arm; downstream accuracy in %, "
-            "mean ± std over fine-tuning seeds)\n\n"
-            + markdown_table(["model", *labels, "mean", "train TFLOPs", "disc. acc / P / R",
-                              "paper GLUE"], lines)
-            + "\n**Generator size** (ELECTRA; the paper finds 1/4–1/2 best and 1/1 worse, "
-            "Figure 3)\n\n"
-            + markdown_table(["generator width", *labels, "mean", "train TFLOPs",
-                              "disc. acc / P / R", "generator MLM acc"], widths))
-
-
-def table_line(name: str, row: dict[str, Any], tasks: list[str],
-               last: str | None = None) -> list[str]:
-    scores, summary = row["downstream"], row["summary"]
-    detection = "—"
-    if "eval_disc_accuracy" in summary:
-        detection = (f"{summary['eval_disc_accuracy']:.3f} / {summary['eval_disc_precision']:.2f}"
-                     f" / {summary['eval_disc_recall']:.2f}")
-    paper = last if last is not None else (f"{row['paper_glue']:.1f}" if row["paper_glue"]
-                                           else "—")
-    return [name, *(score_cell(scores["tasks"], t) for t in tasks),
-            percent(scores["score"]["mean"], scores["score"]["std"]),
-            f"{row['checkpoints'][-1]['train_flops'] / 1e12:.1f}", detection, paper]
+    header = [*labels, "suite", "− BERT", "disc. AUC"]
+    seeds_text = f"{len(seeds)} pretraining seed" + ("s" if len(seeds) > 1 else "")
+    return (f"**Table 5 at laptop scale, from one MLM start at equal compute** (every arm: "
+            f"the same {results['start_steps']}-step MLM start, then its own objective until "
+            f"the budget of {budget_tf} TFLOPs; {seeds_text}; fine-tuned "
+            "downstream accuracy in %, mean ± spread over pretraining seeds, each the mean of 3 "
+            "fine-tuning seeds; '− BERT' paired by seed)\n\n"
+            + markdown_table(["model", "steps", "train TFLOPs", *header, "paper GLUE"], lines)
+            + "\n**Generator size** (ELECTRA, same start and budget; the paper finds 1/4–1/2 "
+            "best and 1/1 worse, Figure 3)\n\n"
+            + markdown_table(["generator width", "steps", "train TFLOPs", *header,
+                              "generator MLM acc"], widths))
 
 
 def plot_compute(results: dict[str, Any], path: Path) -> None:
     plt = pyplot()
+    planned = results["plan"]
     figure, axis = plt.subplots(figsize=(7, 4.2))
-    for name in in_order(results["rows"], ARMS):
-        row = results["rows"][name]
-        if name in GENERATOR_ARMS:
-            continue
-        points = [{"train_flops": 0.0, "score": results["random_init"]["score"]},
-                  *row["checkpoints"]]
-        axis.errorbar([p["train_flops"] / 1e12 for p in points],
-                      [100 * p["score"]["mean"] for p in points],
-                      yerr=[100 * p["score"]["std"] for p in points], marker="o", capsize=3,
-                      label=name)
-    axis.axhline(100 * results["random_init"]["score"]["mean"], color="gray", linestyle="--",
+    start = arm_scores(results, "start")
+    for name in ALL_ARMS:
+        scores = arm_scores(results, name)
+        axis.errorbar([planned["start_flops"] / 1e12, planned["budget_flops"] / 1e12],
+                      [100 * sum(start) / len(start), 100 * sum(scores) / len(scores)],
+                      yerr=[0, 100 * mean_and_spread(scores)[1]], marker="o", capsize=3,
+                      label=name, linestyle="--" if name in GENERATOR_ARMS else "-")
+    floor = arm_scores(results, "random init")
+    axis.axhline(100 * sum(floor) / len(floor), color="gray", linestyle=":",
                  label="random-init encoder")
-    axis.set_xlabel("training compute (TFLOPs, generator included)")
-    axis.set_ylabel("downstream score (mean accuracy, %)")
-    axis.legend(fontsize=8)
+    axis.set_xlabel("training compute (TFLOPs, MLM start and generator included)")
+    axis.set_ylabel("downstream suite, fine-tuned (mean accuracy, %)")
+    axis.legend(fontsize=7)
     axis.grid(alpha=0.3)
     figure.tight_layout()
     save_figure(figure, path)
@@ -490,11 +574,10 @@ def draw_auc(results: dict[str, Any], out_dir: Path) -> None:
 # %% [markdown]
 # ## Run it
 #
-# From a shell, `labnotes experiment electra` trains the seven arms (the stored run took 55
-# minutes on one thread of a 2-core CPU shared with another experiment; about 35 with both cores
-# to itself, measured earlier) and writes `docs/results/electra/`; `labnotes experiment electra
-# --redraw` redraws the tables and the figure from the stored `results.json`. `--preset gpu`
-# trains the same arms larger, for one GPU
+# From a shell, `labnotes experiment electra --jobs 3` trains the seven arms for three seeds
+# (46 minutes on a 2-core CPU, three processes of one thread) and writes
+# `docs/results/electra/`; `labnotes experiment electra --redraw` redraws the tables and the
+# figure from the stored `results.json`. `--preset gpu` trains the same arms larger, for one GPU
 # ([how](experiments.common.md#presets-the-same-arms-larger)). In the notebook this cell runs
 # the arms into `runs/experiment-electra/` and prints the tables. The AUC
 # experiment has a command of its own: `python scripts/electra_auc.py` trains its four arms and
