@@ -41,8 +41,8 @@ from labnotes.electra import (ELECTRA, ElectraConfig, ElectraTask, discriminator
                               load_warm_start, quick_config, replaced_auc)
 from labnotes.experiments.common import PRESETS, at_preset  # noqa: F401  (PRESETS: cpu, gpu)
 from labnotes.experiments.common import (PRESET_SIZES, flops_per_step, in_order, markdown_table,
-                                         mean_and_spread, percent_over_seeds, pyplot, run_in_notebook, save_figure,
-                                         train_arm, write_table)
+                                         mean_and_spread, percent_over_seeds, pyplot,
+                                         run_in_notebook, save_figure, train_arm, write_table)
 from labnotes.mlm import IGNORE, MLMConfig, MLMTask, start_config, trained_start
 from labnotes.tokenizer import prepare_corpus
 from labnotes.training import latest_checkpoint, load_checkpoint
@@ -367,7 +367,8 @@ def results_table(results: dict[str, Any]) -> str:
         if name in ALL_ARMS and "eval_disc_auc" in seeds[0]["rows"][name]["summary"]:
             auc = "{:.3f} ± {:.3f}".format(*mean_and_spread(
                 [seed["rows"][name]["summary"]["eval_disc_auc"] for seed in seeds]))
-        return [label, steps, flops, *(percent_over_seeds(arm_scores(results, name, t)) for t in tasks),
+        cells = [percent_over_seeds(arm_scores(results, name, task)) for task in tasks]
+        return [label, steps, flops, *cells,
                 percent_over_seeds(scores),
                 "—" if paired is None else "{:+.1f} ± {:.1f}".format(*mean_and_spread(paired)),
                 auc, last]
