@@ -377,6 +377,11 @@ class ELECTRA(nn.Module):
 # the discriminator must be exactly the encoder it names.
 
 # %%
+def warm_start_folder(config: Any) -> Path:
+    """The MLM run the discriminator starts from: `init`, or the cached (or new) warm start."""
+    return Path(config.init) if config.init else trained_start(config, config.warm_start_steps)
+
+
 def load_warm_start(model: ELECTRA, folder: Path, corpus: CorpusConfig,
                     shape: EncoderConfig) -> int:
     """Copy the MLM run's encoder in `folder` into the discriminator (and so the shared
@@ -496,10 +501,8 @@ class ElectraTask:
         if from_checkpoint is not None:  # the steps its warm start took, as the run recorded
             self.warm_start_steps = recorded_warm_start_steps(Path(from_checkpoint))
         elif config.init or config.warm_start_steps:
-            folder = (Path(config.init) if config.init
-                      else trained_start(config, config.warm_start_steps))
-            self.warm_start_steps = load_warm_start(self.model, folder, config.corpus,
-                                                    config.model)
+            self.warm_start_steps = load_warm_start(self.model, warm_start_folder(config),
+                                                    config.corpus, config.model)
         count = min(config.eval_blocks, len(self.valid_blocks))
         fixed = torch.Generator().manual_seed(1234)
         self.valid_inputs, self.valid_labels = self.mask(self.valid_blocks, fixed, slice(0, count))

@@ -38,12 +38,12 @@ from torch import Tensor, nn
 from labnotes.downstream import DownstreamConfig, build_tasks, evaluate_encoder, quick_suite
 from labnotes.contrastive import load_start
 from labnotes.electra import (ELECTRA, ElectraConfig, ElectraTask, discriminator_loss,
-                              load_warm_start, quick_config, replaced_auc)
+                              load_warm_start, quick_config, replaced_auc, warm_start_folder)
 from labnotes.experiments.common import PRESETS, at_preset  # noqa: F401  (PRESETS: cpu, gpu)
 from labnotes.experiments.common import (PRESET_SIZES, flops_per_step, in_order, markdown_table,
                                          mean_and_spread, percent_over_seeds, pyplot,
                                          run_in_notebook, save_figure, train_arm, write_table)
-from labnotes.mlm import IGNORE, MLMConfig, MLMTask, start_config, trained_start
+from labnotes.mlm import IGNORE, MLMConfig, MLMTask, start_config
 from labnotes.tokenizer import prepare_corpus
 from labnotes.training import latest_checkpoint, load_checkpoint
 from labnotes.transformer import Encoder, EncoderConfig, LMHead, init_weights
@@ -166,16 +166,11 @@ class HybridTask(ElectraTask):
                                         mlm_weight=config.mlm_weight,
                                         disc_weight=config.disc_weight)
         if self.warm_start_steps:  # the encoder the ELECTRA model above was given
-            self.warm_start_steps = load_warm_start(self.model, start_of(config), config.corpus,
-                                                    config.model)
+            self.warm_start_steps = load_warm_start(self.model, warm_start_folder(config),
+                                                    config.corpus, config.model)
 
     def settings(self) -> dict[str, Any]:
         return {**super().settings(), "objective": self.objective}
-
-
-def start_of(config: ElectraConfig) -> Path:
-    """The folder of the MLM start `config` names (`init`, or the cached warm start)."""
-    return Path(config.init) if config.init else trained_start(config, config.warm_start_steps)
 
 
 # %% [markdown]
@@ -212,8 +207,8 @@ PAPER_TABLE_5 = {"BERT (MLM)": 82.2, "ELECTRA": 85.0, "ELECTRA 15%": 82.4, "Repl
 SEEDS = (0, 1, 2)
 
 
-def stage_config(fraction: float | None, seed: int, *, quick: bool, progress: bool,
-                 preset: str = "cpu") -> ElectraConfig:
+def stage_config(fraction: float | None, seed: int, *, quick: bool,
+                 progress: bool) -> ElectraConfig:
     """The ELECTRA page's default (warm start, then the stage), with this generator and seed."""
     config = ElectraConfig(generator_fraction=fraction or 0.25)
     config.train.seed, config.train.progress = seed, progress
@@ -236,7 +231,7 @@ def build_arm(objective: str, fraction: float | None, seed: int, steps: int, *, 
     at_preset(config, preset)
     if objective == "bert":
         task = MLMTask(bert_config(config, config.train.steps))
-        load_checkpoint(latest_checkpoint(start_of(config)), task=task, model=task.model,
+        load_checkpoint(latest_checkpoint(warm_start_folder(config)), task=task, model=task.model,
                         optimizer=None, config=None)
         return task
     return ElectraTask(config) if objective == "electra" else HybridTask(config, objective)
@@ -281,7 +276,7 @@ def run_seed(seed: int, work_dir: Path, quick: bool, progress: bool, preset: str
     tasks = build_tasks(prepare_corpus(first.config.corpus), suite, first.config.model.max_len)
     torch.manual_seed(seed)
     random_init = evaluate_encoder(Encoder(first.config.model), tasks, suite)
-    shape, weights = load_start(start_of(first.config), first.config.corpus)
+    shape, weights = load_start(warm_start_folder(first.config), first.config.corpus)
     start_encoder = Encoder(shape)
     start_encoder.load_state_dict(weights)
     start = evaluate_encoder(start_encoder, tasks, suite)
