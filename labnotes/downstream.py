@@ -244,8 +244,12 @@ def source_examples(documents: list[list[Sentence]], indices: list[int], config:
 # or to another document from the same part of the corpus (label 0; the parts of the source
 # task, so that the right answer is not just "same topic family")? It is the kind of judgement
 # MRPC and QQP ask for, two texts that go together or not, built from the structure a docstring
-# has. One example per later sentence of each document of at least two sentences; each
-# sentence is cut to half of `max_tokens`.
+# has. One example per later sentence of each document of at least two sentences, a coin
+# deciding its label: a positive's B is that sentence, a negative's B is drawn uniformly from
+# the later sentences of the part's other documents. Both labels then draw B the same way, one
+# sentence among all later sentences, so where B sits in its document, or how long that
+# document is, says nothing about the label (a test checks this on documents of very unequal
+# length). Each sentence is cut to half of `max_tokens`.
 #
 # A and B are encoded **separately**, and the classifier reads their two mean vectors $u, v$
 # as $[u;\ v;\ |u - v|;\ u \odot v]$ (Sentence-BERT's classification head, Reimers and
@@ -262,18 +266,22 @@ def summary_match_examples(documents: list[list[Sentence]], indices: list[int],
     room = (config.max_tokens - 2) // 2
     part = {d: d * config.num_sources // len(documents) for d in indices}  # as the source task
     long_enough = [d for d in indices if len(documents[d]) >= 2]
-    by_part: dict[int, list[int]] = {}
+    later: dict[int, list[tuple[int, int]]] = {}  # each part's later sentences: (document, i)
     for d in long_enough:
-        by_part.setdefault(part[d], []).append(d)
+        later.setdefault(part[d], []).extend((d, i) for i in range(1, len(documents[d])))
     examples = []
     for d in long_enough:
-        others = [o for o in by_part[part[d]] if o != d] or [o for o in long_enough if o != d]
+        pool = later[part[d]]
+        if all(o == d for o, _ in pool):  # a part of one document: any other part's
+            pool = [(o, i) for sentences in later.values() for o, i in sentences if o != d]
         for i in range(1, len(documents[d])):
-            if rng.random() < 0.5 or not others:
-                second, label = documents[d][rng.randrange(1, len(documents[d]))], 1
+            if rng.random() < 0.5 or not pool:
+                second, label = documents[d][i], 1
             else:
-                other = rng.choice(others)
-                second, label = documents[other][rng.randrange(1, len(documents[other]))], 0
+                other, j = rng.choice(pool)
+                while other == d:  # uniform over the later sentences of other documents
+                    other, j = rng.choice(pool)
+                second, label = documents[other][j], 0
             examples.append(pair(documents[d][0][0][:room], second[0][:room], label, d))
     return examples
 

@@ -166,6 +166,48 @@ def test_examples_are_what_they_claim(prepared):
         assert torch.equal(part.labels, expected)
 
 
+def summary_match_draw(lengths: list[int], seed: int) -> list[tuple[int, int, int, int]]:
+    """(document, label, B's document, B's position) of every summary-match example drawn from
+    documents of the given lengths, each sentence's two tokens naming its document and place."""
+    from labnotes.downstream import summary_match_examples
+
+    documents = [[([1000 + d, 5000 + i], [0, 1]) for i in range(n)] for d, n in enumerate(lengths)]
+    examples = summary_match_examples(documents, list(range(len(documents))), DownstreamConfig(),
+                                      random.Random(seed))
+    return [(e["document"], e["label"], e["second"][1] - 1000, e["second"][2] - 5000)
+            for e in examples]
+
+
+def test_summary_match_labels_share_where_b_comes_from():
+    """Each later sentence makes one example; a positive's B is that sentence (never a repeat),
+    and a negative's B is drawn per sentence, so a rule on B's position alone ("a document's
+    second sentence: negative") is at chance, on documents of very unequal lengths. Twin: the
+    same rule on negatives drawn per document, as the suite's first version of this task did,
+    is far from chance (so the check can fail)."""
+    lengths = [2, 12] * 150  # half the documents short, half long: a by-document draw shows
+    drawn = summary_match_draw(lengths, seed=3)
+    assert len(drawn) == sum(n - 1 for n in lengths)  # one example per later sentence
+    positives = [(d, place) for d, label, other, place in drawn if label == 1]
+    assert all(other == d for d, label, other, _ in drawn if label == 1)
+    assert len(set(positives)) == len(positives), "no positive repeats another"
+    assert all(other != d for d, label, other, _ in drawn if label == 0)
+    assert all(place >= 1 for *_, place in drawn)
+
+    def rule(examples: list[tuple[int, int, int]]) -> float:  # (label, B's document, place)
+        return statistics.mean((place == 1) == (label == 0) for label, _, place in examples)
+
+    assert abs(rule([(label, other, place) for _, label, other, place in drawn]) - 0.5) < 0.04
+    rng = random.Random(0)
+    by_document = []  # negatives: another document first, then one of its later sentences
+    for d, label, other, place in drawn:
+        if label == 0:
+            other = rng.randrange(len(lengths) - 1)
+            other += other >= d  # any other document, uniformly
+            place = rng.randrange(1, lengths[other])
+        by_document.append((label, other, place))
+    assert rule(by_document) > 0.6
+
+
 def test_no_test_sentence_occurs_in_the_training_half(prepared):
     from labnotes.downstream import split_documents
 
