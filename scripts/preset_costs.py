@@ -50,7 +50,7 @@ CPU_TIMES = {
     "electra": "46 min, 2 cores (--jobs 3)",
     "xlnet": "about 30 min, 2 cores",
     "bart": "about 1 h, 2 cores",
-    "dim": "13 min, 1 shared core",
+    "dim": "28 min, 1 shared core",
     "contrastive": "20 min, 1 shared core",
     "chinese_wwm": "9-20 min, 2 shared cores",
     "compare": "49 min, 2 cores (--jobs 3)",

@@ -2,9 +2,11 @@
 MI, the views' invariants (hypothesis), n-gram lengths (chi-square), duplicates, the leak test
 with its twin, and a short `labnotes train dim`."""
 
+import dataclasses
 import json
 import math
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -318,3 +320,68 @@ def test_mlm_slot_scores_match_a_plain_loop(tiny_model):
                     row = tiny_model.head(tiny_model.encoder(filled[None], padding_mask=real))[0, p]
                     total += row.log_softmax(-1)[candidates[j, k]].item()
                 assert pseudo[i, j].item() == pytest.approx(total, abs=1e-4)
+
+
+def test_pair_probe_features_are_each_sentence_first_token_state_alone(tiny_model):
+    """A pair task's probe features: the two sentences' first-token states, each encoded alone,
+    joined as [u; v; |u - v|; u * v]; changing a token of B moves v, never u (twin)."""
+    from labnotes.downstream import Examples
+    from labnotes.experiments.dim import first_token_features, task_features
+
+    torch.manual_seed(0)
+    first, second = (torch.randint(NUM_SPECIAL, VOCAB, (3, 7)),
+                     torch.randint(NUM_SPECIAL, VOCAB, (3, 5)))
+    first[:, 0] = second[:, 0] = CLS  # the first token's state is the one read
+    first[0, 5:] = PAD  # padding, as a padded batch has
+    examples = Examples(first, torch.zeros_like(first), torch.zeros(3, dtype=torch.long),
+                        torch.arange(3), second)
+    encoder = tiny_model.encoder
+    joined = task_features(encoder, examples)
+    dim = encoder.config.dim
+    for row in range(3):
+        length = int((first[row] != PAD).sum())
+        u = first_token_features(encoder, first[row:row + 1, :length])[0]
+        v = first_token_features(encoder, second[row:row + 1])[0]
+        expected = torch.cat([u, v, (u - v).abs(), u * v])
+        assert torch.allclose(joined[row], expected, atol=1e-5)
+    moved = second.clone()
+    moved[1, 3] = (moved[1, 3] + 1 - NUM_SPECIAL) % (VOCAB - NUM_SPECIAL) + NUM_SPECIAL
+    twin = task_features(encoder, Examples(first, torch.zeros_like(first), examples.labels,
+                                           examples.documents, moved))
+    assert torch.equal(twin[:, :dim], joined[:, :dim]), "u reads A alone"
+    assert not torch.allclose(twin[1, dim:2 * dim], joined[1, dim:2 * dim]), "v reads B"
+    single = task_features(encoder, dataclasses.replace(examples, second_ids=None))
+    assert torch.equal(single, joined[:, :dim]), "a single-input task: the first-token state"
+
+
+def test_span_differences_are_paired_token_by_token():
+    """A constant shift of every hidden token's NLL comes back as that shift, overall and for
+    each span length, with an interval of zero width; a shift on one length moves that length
+    only (twin)."""
+    from labnotes.experiments.dim import span_differences
+
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.full((6, 10), IGNORE)
+    labels[:, 2:5] = 7
+    spans = {"labels": labels, "block": torch.tensor([0, 0, 1, 1, 2, 2]),
+             "span_words": torch.tensor([1, 2, 1, 2, 1, 2])}
+    reference = torch.rand(6, 10, generator=generator, dtype=torch.float64)
+    shifted = span_differences(reference + 0.25, reference, spans)
+    for cell in (shifted["all"], *shifted["by_length"].values()):
+        assert cell["mean"] == pytest.approx(0.25) and cell["high"] - cell["low"] < 1e-9
+    one_length = reference.clone()
+    one_length[spans["span_words"] == 2] += 1.0
+    moved = span_differences(one_length, reference, spans)
+    assert moved["by_length"]["1"]["mean"] == pytest.approx(0.0, abs=1e-12)
+    assert moved["by_length"]["2"]["mean"] == pytest.approx(1.0)
+    assert moved["all"]["mean"] == pytest.approx(0.5)
+
+
+def test_stored_span_differences_are_dim_minus_mlm():
+    """The stored whole-span differences are MLM + DIM minus MLM of the same seed (the sign
+    the table's caption states), equal to the difference of the two arms' own means."""
+    results = json.loads((Path(__file__).parents[1] / "docs/results/dim/results.json").read_text())
+    for seed, found in results["span_differences"].items():
+        dim, mlm = (results["runs"][arm][seed]["spans"]["all"]["mean"]
+                    for arm in ("MLM + DIM", "MLM"))
+        assert found["all"]["mean"] == pytest.approx(dim - mlm, abs=1e-9)

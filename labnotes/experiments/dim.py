@@ -3,7 +3,8 @@
 Two studies. The three MI estimators with learned critics on Gaussians whose mutual
 information is known, for two batch sizes. Then MLM against MLM + InfoWord's DIM term at equal
 steps and two seeds: the MI estimate over training against its log N cap, in-batch n-gram
-retrieval with both models scored fairly, and linear probes with little and much labelled data.
+retrieval with both models scored fairly, linear probes with little and much labelled data, and
+the MLM head's recovery of whole hidden spans (the SpanBERT page's test).
 """
 
 # %% [markdown]
@@ -15,7 +16,10 @@ retrieval with both models scored fairly, and linear probes with little and much
 # 2. adding the DIM term to MLM makes the sentence's first-token state predictive of its
 #    hidden n-gram, beyond what MLM alone gives (InfoWord, arXiv:1910.08350), and helps most
 #    when labelled data is scarce (the paper's figure of SQuAD F1 against the fraction of
-#    training data).
+#    training data);
+# 3. (our question, not the paper's) a term that asks the sentence to point at a hidden
+#    n-gram might also help the MLM head fill such a hole: the
+#    [SpanBERT experiment](experiments.spanbert.md)'s whole-span test on both arms.
 #
 # Each arm is the [InfoWord page](dim.md)'s default model and inputs; the arms differ only in
 # $\lambda$ (`dim_weight`): 0 for MLM alone, 1 for MLM + DIM.
@@ -33,11 +37,13 @@ import torch.nn.functional as F
 
 from labnotes.dim import (ESTIMATORS, InfoWordConfig, InfoWordTask, InfoWordViews, fit_critic,
                           held_out_order, infonce_estimate, ngram_scores, retrieved, rho_for)
-from labnotes.downstream import FIRST_SUITE, DownstreamConfig, build_tasks, probe, seeded
+from labnotes.downstream import DownstreamConfig, build_tasks, pair_features, probe, seeded
 from labnotes.mlm import IGNORE
 from labnotes.experiments.common import PRESETS, at_preset  # noqa: F401  (PRESETS: cpu, gpu)
+from labnotes.data import Blocks
 from labnotes.experiments.common import (in_order, markdown_table, mean_and_spread, pyplot,
                                          run_in_notebook, save_figure, train_arm, write_table)
+from labnotes.experiments.spanbert import interval, span_profile, span_recovery_set, token_nll
 from labnotes.tokenizer import MASK_ID, PAD_ID, prepare_corpus
 from labnotes.training import make_quick
 
@@ -76,13 +82,15 @@ def run_estimators(quick: bool) -> dict[str, Any]:
 # Equal steps, equal inputs: both arms see the same views of the same blocks (the MLM-only arm
 # trains on the n-gram slot as an MLM target, like the DIM arm). The DIM arm costs more per
 # step (a second, short forward pass over the n-grams, about 20% here). Batches of 32 blocks
-# of 64 tokens, 400 steps, two seeds: sized to a shared CPU core, where the four runs take
-# about 12 minutes and the whole experiment, with study 1's critics, took 13.
+# of 64 tokens, 1,200 steps, two seeds: sized to one CPU core, where the four runs took about
+# 27 minutes (beside another experiment on a 2-core machine) and the whole experiment, with
+# study 1's critics and the measures, 28. (The first version trained 400 steps; the MLM-only
+# and DIM models were then too close to word frequencies for the probes to tell them apart.)
 
 # %%
 ARMS = {"MLM": 0.0, "MLM + DIM": 1.0}  # name -> dim_weight
 SEEDS = (0, 1)
-STEPS = 400
+STEPS = 1200
 BATCH_SIZE = 32
 EVAL_BLOCKS = 512
 
@@ -190,11 +198,12 @@ def retrieval_scores(model: Any, sets: list[InfoWordViews]) -> dict[str, float]:
 # ## Linear probes with 1%, 10% and 100% of the labels
 #
 # InfoWord's low-data argument, in our setting: the [downstream suite](downstream.md)'s three
-# tasks (its [first version](downstream.md#the-first-suites-two-tasks), which the stored numbers
-# were measured with, until this page is re-run with the current suite), a linear probe on frozen features fitted on a random 1%, 10% or all of each task's
+# tasks, a linear probe on frozen features fitted on a random 1%, 10% or all of each task's
 # training examples (at least 4), scored on the whole test half; three probe seeds, each with
 # its own subset. The features are the **first-token state**, the vector the DIM term trains
-# (the MLM term never takes a loss there). The suite's own probe reads the mean over tokens
+# (the MLM term never takes a loss there); for summary match, whose two sentences are encoded
+# apart, the two first-token states $u, v$ joined as the suite joins its pairs,
+# $[u;\ v;\ |u - v|;\ u \odot v]$. The suite's own probe reads the mean over tokens
 # instead (its page says why); `labnotes eval downstream --probe` gives that for any run.
 
 # %%
@@ -212,15 +221,20 @@ def first_token_features(encoder: Any, input_ids: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts).float()
 
 
+def task_features(encoder: Any, examples: Any) -> torch.Tensor:
+    """First-token states of a task's inputs; of both sentences, joined, for a pair task."""
+    first = first_token_features(encoder, examples.input_ids)
+    if examples.second_ids is None:
+        return first
+    return pair_features(first, first_token_features(encoder, examples.second_ids))
+
+
 def low_data_probes(encoder: Any, tasks: dict[str, Any],
                     suite: DownstreamConfig) -> dict[str, float]:
     """{fraction: mean accuracy over tasks and probe seeds} of first-token probes."""
     runs: dict[str, list[float]] = {str(fraction): [] for fraction in FRACTIONS}
     for task in tasks.values():
-        if task.pair:  # these probes read one input's first token; a pair has two inputs
-            raise ValueError(f"the low-data probes take single-input tasks, not {task.name!r}")
-        train_x = first_token_features(encoder, task.train.input_ids)
-        test_x = first_token_features(encoder, task.test.input_ids)
+        train_x, test_x = (task_features(encoder, part) for part in (task.train, task.test))
         for fraction in FRACTIONS:
             count = max(4, round(fraction * len(train_x)))
             for seed in range(PROBE_SEEDS):
@@ -232,18 +246,62 @@ def low_data_probes(encoder: Any, tasks: dict[str, Any],
 
 
 # %% [markdown]
+# ## Whole spans, as the SpanBERT page measures them
+#
+# The DIM term asks the first-token state of a sentence with a contiguous n-gram hidden to
+# pick that n-gram out. Does training it help the MLM head fill such a hole? The
+# [SpanBERT experiment](experiments.spanbert.md#test-3-whole-spans-by-length-and-by-position)'s
+# whole-span test answers per token: in every held-out block (at most `RECOVERY_BLOCKS`)
+# one span of 1, 2, 4, 6 and 8 whole words is hidden (all `[MASK]`, a real word on each side)
+# and the MLM head's NLL of every hidden token is read, with a 95% interval from resampling
+# blocks. The two arms of a seed answer the same spans, so their difference is taken token by
+# token, DIM minus MLM, with its own interval: below zero, the DIM term helped.
+
+# %%
+RECOVERY_BLOCKS = 1024
+
+
+def recovery_examples(task: InfoWordTask, count: int) -> dict[str, torch.Tensor]:
+    """The whole-span test on the first `count` held-out blocks (fixed spans)."""
+    blocks = task.valid_blocks
+    first = Blocks(*(part[:count] for part in (blocks.input_ids, blocks.word_ids,
+                                               blocks.special_tokens_mask)))
+    return span_recovery_set(first)
+
+
+def span_nll(model: Any, spans: dict[str, torch.Tensor]) -> torch.Tensor:
+    """[N, T]: the MLM head's NLL of each hidden token of the whole-span test (NaN elsewhere)."""
+    device = next(model.parameters()).device
+    return token_nll(model, spans["input_ids"], spans["labels"], spans["padding_mask"],
+                     device)["mlm"]
+
+
+def span_differences(nll: torch.Tensor, reference: torch.Tensor,
+                     spans: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Mean of nll − reference over the hidden tokens, overall and by span length (words),
+    each with its block-bootstrap interval."""
+    inside, block = spans["labels"] != IGNORE, spans["block"]
+    words = spans["span_words"][:, None]
+    return {"all": interval(nll - reference, inside, block),
+            "by_length": {str(length): interval(nll - reference, inside & (words == length),
+                                                block)
+                          for length in sorted(set(spans["span_words"].tolist()))}}
+
+
+# %% [markdown]
 # ## Running it all
 #
-# Each arm and seed trains afresh; its summary, its curve of evaluations, its retrieval and
-# its probes go into the results.
+# Each arm and seed trains afresh; its summary, its curve of evaluations, its retrieval, its
+# probes and its whole-span profile go into the results, and each seed's DIM − MLM difference
+# on the whole spans.
 
 # %%
 def run_experiment(work_dir: Path, *, quick: bool = False, progress: bool = True,
                    preset: str = "cpu") -> dict[str, Any]:
     estimators = run_estimators(quick)  # every preset: a minute of small critics on a CPU
     runs: dict[str, dict[str, Any]] = {name: {} for name in ARMS}
-    suite = DownstreamConfig(mode="probe", tasks=FIRST_SUITE)  # as its stored numbers
-    tasks = None
+    suite = DownstreamConfig(mode="probe")
+    tasks, spans, nll = None, None, {}
     for name, dim_weight in ARMS.items():
         for seed in SEEDS:
             config = arm_config(dim_weight, seed, quick, progress, preset)
@@ -254,16 +312,23 @@ def run_experiment(work_dir: Path, *, quick: bool = False, progress: bool = True
                                     config.model.max_len)
                 if quick:
                     tasks = {key: tasks[key] for key in list(tasks)[:1]}
+                spans = recovery_examples(task, 64 if quick else RECOVERY_BLOCKS)
             sets = retrieval_sets(task, 1 if quick else RETRIEVAL_BATCHES,
                                   config.train.batch_size)
+            nll[name, seed] = span_nll(task.model, spans)
             runs[name][str(seed)] = {
                 "summary": summary,
                 "curve": [row for row in metrics if "eval_mlm_loss" in row],
                 "retrieval": retrieval_scores(task.model, sets),
-                "probes": low_data_probes(task.model.encoder, tasks, suite)}
+                "probes": low_data_probes(task.model.encoder, tasks, suite),
+                "spans": span_profile(nll[name, seed], spans)}
+    reference, other = ARMS  # MLM, MLM + DIM
     return {"paper": "dim", "estimators": estimators, "runs": runs,
-            "steps": config.train.steps, "batch_size": config.train.batch_size,
-            "vocab_size": task.tokenizer.vocab_size}
+            "span_differences": {str(seed): span_differences(nll[other, seed],
+                                                             nll[reference, seed], spans)
+                                 for seed in SEEDS},
+            "recovery_spans": len(spans["input_ids"]), "steps": config.train.steps,
+            "batch_size": config.train.batch_size, "vocab_size": task.tokenizer.vocab_size}
 
 
 # %% [markdown]
@@ -327,7 +392,36 @@ def results_table(results: dict[str, Any]) -> str:
             "\n\n"
             "**Linear probe on the frozen first-token state** (downstream suite, mean accuracy "
             "over its tasks and three probe seeds, %)\n\n"
-            + markdown_table(["probe fitted on", *arms], probe_rows))
+            + markdown_table(["probe fitted on", *arms], probe_rows)
+            + "\n" + spans_table(results, arms))
+
+
+def spans_table(results: dict[str, Any], arms: list[str]) -> str:
+    """Whole-span NLL by span length for each arm, and the paired difference per seed."""
+    seeds = list(results["span_differences"])
+    first_run = next(iter(results["runs"][arms[0]].values()))
+    lengths = list(first_run["spans"]["by_length"])
+
+    def cell(arm: str, length: str | None) -> str:
+        values = [(run["spans"]["all"] if length is None else run["spans"]["by_length"][length])
+                  ["mean"] for run in results["runs"][arm].values()]
+        return f"{sum(values) / len(values):.3f}"
+
+    def difference(seed: str, length: str | None) -> str:
+        found = results["span_differences"][seed]
+        found = found["all"] if length is None else found["by_length"][length]
+        return f"{found['mean']:+.3f} [{found['low']:+.3f}, {found['high']:+.3f}]"
+
+    rows = [[f"{length} word{'s' if length != '1' else ''}" if length else "all spans",
+             *(cell(arm, length) for arm in arms),
+             *(difference(seed, length) for seed in seeds)]
+            for length in [*lengths, None]]
+    return ("**Whole spans hidden** (the SpanBERT page's whole-span test: the MLM head's NLL "
+            f"per hidden token, nats, mean over seeds; {results['recovery_spans']} spans; "
+            f"{arms[1]} − {arms[0]} token by token on the same spans, per seed, with its 95% "
+            "block-bootstrap interval: below zero, the DIM term helped)\n\n"
+            + markdown_table(["span", *arms, *(f"difference, seed {seed}" for seed in seeds)],
+                             rows))
 
 
 def plot_estimators(study: dict[str, Any], path: Path) -> None:

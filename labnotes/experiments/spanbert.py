@@ -106,16 +106,17 @@ def arm_config(changes: dict[str, Any], seed: int, *, quick: bool, progress: boo
 
 # %%
 @torch.no_grad()
-def token_nll(model: SpanBERTModel, inputs: Tensor, labels: Tensor, padding_mask: Tensor,
+def token_nll(model: SpanBERTModel | Any, inputs: Tensor, labels: Tensor, padding_mask: Tensor,
               device: torch.device, spans: Tensor | None = None,
               batch_size: int = 128) -> dict[str, Tensor]:
     """{"mlm": [N, T] NLL, "correct": [N, T] bool, and "sbo": [N, T] NLL if the model has a
-    boundary head and `spans` ([K, 3]: row, first, last token) are given}; NaN where not scored."""
+    boundary head and `spans` ([K, 3]: row, first, last token) are given}; NaN where not scored.
+    Without `spans`, any model with an `.encoder` and an MLM `.head` will do."""
     was_training = model.training
     model.eval()
     scores = {"mlm": torch.full(labels.shape, float("nan"), dtype=torch.float64),
               "correct": torch.zeros(labels.shape, dtype=torch.bool)}
-    with_sbo = model.boundary_head is not None and spans is not None
+    with_sbo = spans is not None and model.boundary_head is not None  # SpanBERT's own
     if with_sbo:
         scores["sbo"] = torch.full(labels.shape, float("nan"), dtype=torch.float64)
     for start in range(0, len(inputs), batch_size):
