@@ -393,20 +393,20 @@ def plot_compute(results: dict[str, Any], path: Path) -> None:
 #
 # Measured with `labnotes experiment compare --jobs 3`: three seeds side by side, three
 # processes of one thread sharing the two cores, 49 minutes on this project's 2-core machine
-# (with a little other work beside it at times). Every arm spent 6.3 TFLOPs, the cost of 600
-# MLM steps; the table below is the stored run.
+# (58 for the stored run, which had a one-thread experiment beside it). Every arm spent 6.3
+# TFLOPs, the cost of 600 MLM steps; the table below is the stored run.
 #
-# **What separates.** The arms spread over 14 points of the fine-tuned suite (XLNet 63.0,
-# BART's encoder 48.9), where the spread between pretraining seeds is 1–3 points. XLNet is
-# ahead of MLM (61.0) in every seed, by 1.1, 1.7 and 3.2 points (+2.0 ± 1.1 paired), the one
-# objective that beats it here. MLM + DIM is a little behind it in every seed (−2.2 ± 1.6; its
-# summary-match scores, 62.4–62.9, equal XLNet's mean, and it learned word order in one seed of
-# three). SimCSE after its MLM start is
-# behind (−5.8 ± 0.7). The other five are 8–12 points behind and at or near the random-init
-# encoder (51.5): MLM + NSP −8.6 ± 2.5, SpanBERT −9.4 ± 1.1, MLM + SOP −11.6 ± 4.3, ELECTRA
-# −11.6 ± 2.3, BART −12.0 ± 2.3. The probe, the like-for-like column, has the same order at the
-# top: XLNet 59.7, MLM 58.5, DIM 56.4, SimCSE 54.8; then ELECTRA 53.1, NSP 51.3, SOP 49.7,
-# SpanBERT 48.6, the random encoder 48.3 and BART 47.1.
+# **What separates.** The arms spread over 13 points of the fine-tuned suite (XLNet 62.3,
+# BART's encoder 49.2), where the spread between pretraining seeds is 1–3 points. XLNet is
+# ahead of MLM (60.2) in every seed, by 1.3, 1.3 and 3.6 points (+2.1 ± 1.3 paired), the one
+# objective that beats it here. MLM + DIM is behind it in every seed (−2.6 ± 1.6: −4.4, −1.3,
+# −2.1); its summary-match scores, 58.8–59.3, are above MLM's 56.6 and below only XLNet's, and
+# it learned word order in one seed of three. SimCSE after its MLM start is behind (−5.3 ±
+# 1.2). The other five are 7–11 points behind and at or near the random-init encoder (51.2):
+# MLM + NSP −7.4 ± 2.6, SpanBERT −8.6 ± 1.0, MLM + SOP −10.6 ± 3.5, ELECTRA −10.8 ± 2.4, BART
+# −11.0 ± 2.4. The probe, the like-for-like column, has the same order at the top: XLNet 59.6,
+# MLM 58.7, DIM 56.2, SimCSE 53.8; then ELECTRA 52.8, NSP 50.7, SOP 49.5, the random encoder
+# 48.1, SpanBERT 48.0 and BART 46.8.
 #
 # **Why, at this budget.** The suite now rewards a model of word order, and word order is what
 # an MLM learns late: the MLM start, 400 steps, is still at chance on it (its probe 50–54%),
@@ -420,7 +420,7 @@ def plot_compute(results: dict[str, Any], path: Path) -> None:
 # steps of their own: ELECTRA's discriminator reaches a held-out AUC of only 0.51–0.53 from
 # that short start (the ELECTRA page's default starts from 1,200 MLM steps and reaches 0.74),
 # and its encoder loses what the start knew of topic (source 37–53%, below the random encoder
-# in every seed); SimCSE keeps the start's topic and summary features (58.4, 56.8) but adds no word
+# in every seed); SimCSE keeps the start's topic and summary features (58.4, 56.0) but adds no word
 # order. NSP does not learn its own task at this budget (held-out accuracy 0.49–0.52); SOP
 # learns its (0.69–0.70) and its encoder is the worst at topic (source 38.9, 39.3, 52.6):
 # both halves of an SOP pair come from one document, so topic never helps it (ALBERT,
@@ -432,19 +432,21 @@ def plot_compute(results: dict[str, Any], path: Path) -> None:
 # compute (arXiv:2003.10555, Table 1 and Figure 1): not reproduced, because here its
 # discriminator has barely learned (above); the [ELECTRA experiment](experiments.electra.md)
 # repeats Table 5 from the page's full-length start. NSP hurting (RoBERTa, arXiv:1907.11692,
-# Table 2; SpanBERT, arXiv:1907.10529, §3.3): reproduced, −8.6 ± 2.5. SOP over NSP (ALBERT,
-# Table 5): not reproduced (49.3 ± 3.2 against 52.4 ± 2.0, within the spread), although SOP
-# learns its task and NSP does not. SpanBERT over BERT (its Table 1): not reproduced (−9.4 ±
-# 1.1). InfoWord over BERT (arXiv:1910.08350): not reproduced; level. SimCSE makes no claim
+# Table 2; SpanBERT, arXiv:1907.10529, §3.3): reproduced, −7.4 ± 2.6. SOP over NSP (ALBERT,
+# Table 5): not reproduced (49.6 ± 2.5 against 52.8 ± 1.9, within the spread), although SOP
+# learns its task and NSP does not. SpanBERT over BERT (its Table 1): not reproduced (−8.6 ±
+# 1.0). InfoWord over BERT (arXiv:1910.08350): not reproduced; a little behind. SimCSE makes no claim
 # about classification after fine-tuning (its paper scores sentence similarity); here it keeps
 # what its start had. The papers' budgets are five to six orders of magnitude larger.
 #
 # **What the suite sees now.** Each of its three tasks separates the MLM encoder from the
-# random one by 7–14 points (word order 63.6 against 49.3, source 60.4 against 53.3, summary
-# match 58.8 against 51.7), and each is read beside a bag of words (47.9, 58.0, 53.9): word order
-# cannot be solved from words, source largely can, summary match a little (shared words; it
-# also has a cue in where its negatives come from, found after this run, which the
-# [suite's page](downstream.md#what-each-task-measures) describes). The
+# random one, by 14.3 points on word order (63.6 against 49.3), 7.1 on source (60.4 against
+# 53.3) and 5.6 on summary match (56.6 against 51.0, the weakest: 2.5 points in one seed of
+# three), and each is read beside a bag of words (47.9, 58.0, 52.8): word order cannot be solved
+# from words, source largely can, summary match a little (shared words). Summary match is
+# scored as the [suite's page](downstream.md#task-3-summary-match) now builds it; an earlier run
+# of this page, with the same training, drew its negatives in a way that left a positional cue
+# (MLM 58.8, XLNet 62.6, DIM 62.6 on that version; the page says what changed). The
 # suite's first version, used by this page's first run (1,200 MLM steps, two seeds; its table is
 # in the git history of `docs/results/compare/`), could see only topic: acceptability was at
 # chance for every encoder and same passage within three points of it; that run put ELECTRA,
