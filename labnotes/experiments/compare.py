@@ -441,7 +441,7 @@ def plot_compute(results: dict[str, Any], path: Path) -> None:
 #
 # **What the suite sees now.** Each of its three tasks separates the MLM encoder from the
 # random one, by 14.3 points on word order (63.6 against 49.3), 7.1 on source (60.4 against
-# 53.3) and 5.6 on summary match (56.6 against 51.0, the weakest: 2.5 points in one seed of
+# 53.3) and 5.5 on summary match (56.6 against 51.0, the weakest: 2.5 points in one seed of
 # three), and each is read beside a bag of words (47.9, 58.0, 52.8): word order cannot be solved
 # from words, source largely can, summary match a little (shared words). Summary match is
 # scored as the [suite's page](downstream.md#task-3-summary-match) now builds it; an earlier run
