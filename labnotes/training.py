@@ -837,6 +837,7 @@ def train(task: Task, config: TrainConfig, out_dir: Path | str, *, resume: bool 
     replaces it. Under torchrun, every process calls this; rank 0 writes the files."""
     out_dir = Path(out_dir)
     device = pick_device(config.device)
+    refuse_what_cannot_split(task, config, int(os.environ.get("WORLD_SIZE", "1")))
     processes = join_processes(device)
     try:
         summary = train_process(task, config, out_dir, device, processes, resume, overwrite)
@@ -847,17 +848,24 @@ def train(task: Task, config: TrainConfig, out_dir: Path | str, *, resume: bool 
     return summary
 
 
+def refuse_what_cannot_split(task: Task, config: TrainConfig, count: int) -> None:
+    """Checked by every process before they join, so that all refuse alike (none is left
+    waiting for a peer that has already gone)."""
+    if count == 1:
+        return
+    if getattr(task, "rows_interact", False):
+        raise ValueError(f"{task.paper}: its loss compares each example with the other rows "
+                         "of the batch (in-batch negatives); split across processes, each "
+                         "would see only its own rows. Train it in one process")
+    if config.batch_size % count:
+        raise ValueError(f"batch_size {config.batch_size} does not split evenly across "
+                         f"{count} processes; choose a multiple of {count}")
+
+
 def train_process(task: Task, config: TrainConfig, out_dir: Path, device: torch.device,
                   processes: Processes, resume: bool, overwrite: bool) -> dict[str, Any]:
     if processes.count > 1:
         device = processes.device_of(device)
-        if getattr(task, "rows_interact", False):
-            raise ValueError(f"{task.paper}: its loss compares each example with the other rows "
-                             "of the batch (in-batch negatives); split across processes, each "
-                             "would see only its own rows. Train it in one process")
-        if config.batch_size % processes.count:
-            raise ValueError(f"batch_size {config.batch_size} does not split evenly across "
-                             f"{processes.count} processes; choose a multiple of {processes.count}")
     dtype = pick_precision(device, config.precision)
     use_fast_math(device, config)
     keep_freed_memory()  # on Linux: recycle freed memory, so steps stop faulting pages back in
