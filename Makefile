@@ -21,8 +21,9 @@ install: $(STAMP)
 
 test: site-deps
 	# Two test processes of one thread each: on a 2-core machine this is about twice as fast as
-	# one process, and two processes of two threads each would slow each other down.
-	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --durations=25
+	# one process, and two processes of two threads each would slow each other down. The tests
+	# that need the built site share one process (xdist_group "built-site"), which builds it once.
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadgroup --durations=25
 
 clean:
 	rm -rf $(VENV) site build

@@ -299,7 +299,9 @@ def anisotropy(vectors: Tensor) -> float:
 
 def singular_spectrum(vectors: Tensor) -> list[float]:
     """Singular values of the unit-normalised matrix [N, D], divided by the largest."""
-    values = torch.linalg.svdvals(F.normalize(vectors.double(), dim=-1))
+    used = vectors.ne(0).any(dim=0)  # all-zero columns (a bag of words' unseen words) add
+    values = torch.linalg.svdvals(F.normalize(vectors[:, used].double(), dim=-1))  # only zeros
+    values = F.pad(values, (0, min(vectors.shape) - len(values)))
     return (values / values[0]).tolist()
 
 

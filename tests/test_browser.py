@@ -22,7 +22,9 @@ import pytest
 from labnotes.site.render import load_site
 from sitebuild import ROOT, SITES, TRANSLATIONS, package_dir, results_dir, served_site, site_pages
 
-pytestmark = pytest.mark.browser
+# Every test that needs a built site runs in one test process (`--dist loadgroup`), so the site is
+# built once, not once in each process.
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("built-site")]
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

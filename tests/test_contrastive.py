@@ -125,6 +125,17 @@ def test_a_cone_has_high_anisotropy_and_one_dominant_direction():
     assert anisotropy(cone) > 0.9 and singular_spectrum(cone)[1] < 0.2
 
 
+def test_the_spectrum_skips_unused_columns_without_changing_a_value():
+    """A bag of words is mostly zero columns; leaving them out of the SVD is exact (and faster)."""
+    generator = torch.Generator().manual_seed(3)
+    counts = torch.zeros(12, 40)
+    counts[:, :7] = torch.rand(12, 7, generator=generator)
+    counts[0, 30] = 1.0  # one word used once, far from the others: kept
+    full = torch.linalg.svdvals(torch.nn.functional.normalize(counts.double(), dim=-1))
+    assert singular_spectrum(counts) == pytest.approx((full / full[0]).tolist(), abs=1e-12)
+    assert singular_spectrum(counts)[8:] == [0.0] * 4  # 12 values, as many as rows; 8 used columns
+
+
 # ---------------------------------------------------------------- deleting one word
 
 @st.composite

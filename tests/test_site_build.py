@@ -17,6 +17,8 @@ from labnotes.site.render import discover_pages
 from sitebuild import FIXTURES, ROOT, SITES, TRANSLATIONS, built_site, package_dir, run_mkdocs_build, site_pages
 
 KINDS = list(SITES)
+# With the browser tests in one test process (`--dist loadgroup`): the site is built once.
+pytestmark = pytest.mark.xdist_group("built-site")
 
 
 class _Links(HTMLParser):
