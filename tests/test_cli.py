@@ -156,7 +156,9 @@ def test_train_on_a_small_file_lowers_the_loss_and_beats_the_baselines(tmp_path)
 @pytest.mark.slow
 def test_train_on_the_embedded_corpus_beats_the_baselines(tmp_path):
     out = tmp_path / "run"
-    code = main(["train", "mlm", "--steps", "300", "--batch-size", "32", "--out", str(out), "--no-progress",
+    # 200 steps: the held-out loss is 0.18 nats under the unigram entropy (6.31 vs 6.49), the
+    # accuracy 9.0% vs 5.9% on 1,913 targets (300 steps, 6.23 and 10.9%, added a minute for nothing)
+    code = main(["train", "mlm", "--steps", "200", "--batch-size", "32", "--out", str(out), "--no-progress",
                  "--set", "eval_every=100", "--set", "eval_blocks=256", "--set", "lr=2e-3"])
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())

@@ -419,9 +419,11 @@ def test_train_nsp_jointly_with_mlm_lowers_the_loss(tmp_path):
 @pytest.mark.slow
 def test_sop_on_the_embedded_corpus_beats_chance(tmp_path):
     out = tmp_path / "run"
-    assert main(["train", "sop", "--steps", "400", "--batch-size", "64", "--out", str(out),
+    # SOP leaves chance between steps 100 and 200 (held-out accuracy 50.0%, 66.8%, 68.7% at 100,
+    # 200, 300 steps); 250 steps keep a wide margin over the bound (56.3%) at 5/8 of the cost of 400
+    assert main(["train", "sop", "--steps", "250", "--batch-size", "64", "--out", str(out),
                  "--no-progress",
-                 "--set", "eval_every=200",
+                 "--set", "eval_every=250",
                  "--set", "eval_pairs=500"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["eval_sop_accuracy"] > 0.5 + binomial_bound(1000, z=4)
