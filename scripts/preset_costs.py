@@ -17,6 +17,7 @@ It divides the FLOPs by an assumed sustained throughput on a laptop GPU (ASSUMED
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 import time
 from collections.abc import Callable
@@ -66,6 +67,13 @@ class TrainingRun:
     seeds: int = 1
 
 
+@functools.cache
+def electra_plan() -> dict[str, Any]:
+    """The ELECTRA page's plan (every arm's steps, counted from real steps): the same for every
+    preset, so counted once (it builds seven tasks)."""
+    return PAPERS["electra"].experiment_page().plan(False)
+
+
 def training_runs(paper: str, preset: str) -> list[TrainingRun]:
     """Every training run of `labnotes experiment PAPER --preset PRESET`, as the page builds it.
     Seeds of one arm share one configuration here (their step costs the same)."""
@@ -95,7 +103,7 @@ def training_runs(paper: str, preset: str) -> list[TrainingRun]:
                 for name, changes in page.ARMS.items()]
     if paper == "electra":  # one MLM start per seed, then every arm's stage (steps by FLOPs)
         from labnotes.mlm import MLMTask, start_config
-        planned = page.plan(False)
+        planned = electra_plan()
         default = at_preset(page.stage_config(0.25, 0, quick=False, progress=False), preset)
         runs = [TrainingRun("MLM start", start_config(default, default.warm_start_steps), MLMTask,
                             len(page.SEEDS))]
