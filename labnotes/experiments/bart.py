@@ -21,16 +21,16 @@ generation task after a short fine-tuning, and by the downstream suite.
 #    perplexity on held-out docstrings, with a random-init model fine-tuned the same way as the
 #    floor;
 # 4. the **downstream suite**, with BART's own classification recipe (§3.1): the same tokens
-#    into encoder and decoder, and the decoder's state at the last token as the features (the
-#    suite's [first version](downstream.md#the-first-suites-two-tasks), which the stored numbers
-#    were measured with, until this page is re-run with the current suite).
+#    into encoder and decoder, and the decoder's state at the last token as the features.
 
 # %%
 from __future__ import annotations
 
 import copy
 import dataclasses
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +39,7 @@ from torch import Tensor, nn
 
 from labnotes.bart import (IGNORE, BARTConfig, BARTTask, evaluate_seq2seq, generate,
                            ordinary_tokens, pad_rows, seq2seq_loss)
-from labnotes.downstream import (FIRST_SUITE, DownstreamConfig, build_tasks, evaluate_encoder,
-                                 quick_suite)
+from labnotes.downstream import DownstreamConfig, build_tasks, evaluate_encoder, quick_suite
 from labnotes.experiments.common import PRESETS, at_preset  # noqa: F401  (PRESETS: cpu, gpu)
 from labnotes.experiments.common import (flops_per_step, in_order, markdown_table, percent,
                                          pyplot, run_in_notebook, save_figure, train_arm,
@@ -64,7 +63,7 @@ ARMS = {
     "document rotation": "rotation",
     "text infilling + sentence permutation": "infilling+permutation",
 }
-STEPS = 800
+STEPS = 1500
 FINETUNE_STEPS = 150
 SUMMARY_EXAMPLES = 256  # held-out docstrings scored in the generation task
 # Table 1 (BART, arXiv:1910.13461): SQuAD 1.1 F1, MNLI accuracy, XSum perplexity
@@ -189,49 +188,78 @@ class DecoderFeatures(nn.Module):
 # ## Running the arms
 #
 # One fresh run per arm; then the shared infilling set, the generation task and the suite. A
-# random-init model of the same size is the floor for the last two.
+# random-init model of the same size is the floor for the last two. The arms are independent,
+# so `--jobs 3` trains them in three processes of one thread each (on 2 cores that keeps both
+# busy, as on the [comparison](experiments.compare.md)'s page); each process builds the same
+# held-out sets from the same seeds.
 
 # %%
-def run_experiment(work_dir: Path, *, quick: bool = False, progress: bool = True,
-                   preset: str = "cpu") -> dict[str, Any]:
-    suite = DownstreamConfig(tasks=FIRST_SUITE)  # the suite its stored numbers were measured with
-    suite = quick_suite(suite) if quick else suite
-    finetune_steps = 5 if quick else FINETUNE_STEPS
-    started = time.perf_counter()
-    rows: dict[str, dict[str, Any]] = {}
-    tasks = floor = shared = summaries = None
-    names = list(ARMS)
-    for name in [names[0], names[-1]] if quick else names:  # quick: two arms check the pipeline
-        noise = ARMS[name]
-        task = build_arm(noise, quick=quick, progress=progress, preset=preset)
-        if tasks is None:
-            prepared = prepare_corpus(task.config.corpus)
-            tasks = build_tasks(prepared, suite, task.config.model.max_len)
-            seq_len = task.config.corpus.seq_len
-            summaries = (summary_examples(prepared.train_documents, seq_len),
-                         summary_examples(prepared.valid_documents, seq_len)[
-                             :64 if quick else SUMMARY_EXAMPLES])
-            shared = shared_infilling(task, task.config.eval_examples)
-            random_model = EncoderDecoder(task.config.model)
-            floor = {"infilling": evaluate_seq2seq(random_model, shared, torch.device("cpu")),
-                     "summary": summary_scores(random_model, *summaries, task.tokenizer,
-                                               finetune_steps),
-                     "downstream": evaluate_encoder(DecoderFeatures(random_model), tasks, suite)}
-        step_flops = flops_per_step(task)
-        arm_started = time.perf_counter()
-        summary, metrics = train_arm(task, task.config, work_dir, name)
-        seconds = time.perf_counter() - arm_started
-        rows[name] = {
-            "noise": noise, "summary": summary, "curve": metrics, "train_seconds": seconds,
+def judged_on(task: BARTTask, suite: DownstreamConfig, quick: bool) -> dict[str, Any]:
+    """What every model is judged on: the suite's tasks, the summary examples (train, test) and
+    the shared infilling set, all from the arm's corpus and fixed seeds."""
+    prepared = prepare_corpus(task.config.corpus)
+    seq_len = task.config.corpus.seq_len
+    return {"tasks": build_tasks(prepared, suite, task.config.model.max_len),
+            "summaries": (summary_examples(prepared.train_documents, seq_len),
+                          summary_examples(prepared.valid_documents, seq_len)[
+                              :64 if quick else SUMMARY_EXAMPLES]),
+            "shared": shared_infilling(task, task.config.eval_examples)}
+
+
+def experiment_suite(quick: bool) -> DownstreamConfig:
+    suite = DownstreamConfig()
+    return quick_suite(suite) if quick else suite
+
+
+def run_arm(name: str, work_dir: Path, quick: bool, progress: bool,
+            preset: str) -> dict[str, Any]:
+    if multiprocessing.parent_process() is not None:  # a worker of --jobs: one thread each
+        torch.set_num_threads(1)
+    suite, finetune_steps = experiment_suite(quick), 5 if quick else FINETUNE_STEPS
+    task = build_arm(ARMS[name], quick=quick, progress=progress, preset=preset)
+    judged = judged_on(task, suite, quick)
+    step_flops = flops_per_step(task)
+    arm_started = time.perf_counter()
+    summary, metrics = train_arm(task, task.config, work_dir, name)
+    seconds = time.perf_counter() - arm_started
+    return {"noise": ARMS[name], "summary": summary, "curve": metrics, "train_seconds": seconds,
             "flops_per_step": step_flops,
-            "infilling": evaluate_seq2seq(task.model, shared, torch.device("cpu")),
-            "summary_task": summary_scores(task.model, *summaries, task.tokenizer,
+            "infilling": evaluate_seq2seq(task.model, judged["shared"], torch.device("cpu")),
+            "summary_task": summary_scores(task.model, *judged["summaries"], task.tokenizer,
                                            finetune_steps, show=3),
-            "downstream": evaluate_encoder(DecoderFeatures(task.model), tasks, suite),
+            "downstream": evaluate_encoder(DecoderFeatures(task.model), judged["tasks"], suite),
             "paper": PAPER_TABLE_1[name]}
+
+
+def run_experiment(work_dir: Path, *, quick: bool = False, progress: bool = True,
+                   preset: str = "cpu", jobs: int = 1) -> dict[str, Any]:
+    suite, finetune_steps = experiment_suite(quick), 5 if quick else FINETUNE_STEPS
+    started = time.perf_counter()
+    names = list(ARMS)
+    names = [names[0], names[-1]] if quick else names  # quick: two arms check the pipeline
+    work_dir = Path(work_dir)
+    if jobs > 1:
+        with ProcessPoolExecutor(max_workers=min(jobs, len(names)),
+                                 mp_context=multiprocessing.get_context("spawn")) as pool:
+            runs = list(pool.map(run_arm, names, [work_dir] * len(names),
+                                 [quick] * len(names), [progress] * len(names),
+                                 [preset] * len(names)))
+    else:
+        runs = [run_arm(name, work_dir, quick, progress, preset) for name in names]
+    task = build_arm(ARMS[names[0]], quick=quick, progress=False, preset=preset)
+    judged = judged_on(task, suite, quick)
+    torch.manual_seed(0)  # the floor's weights, the same whatever ran before
+    random_model = EncoderDecoder(task.config.model)
+    floor = {"infilling": evaluate_seq2seq(random_model, judged["shared"], torch.device("cpu")),
+             "summary": summary_scores(random_model, *judged["summaries"], task.tokenizer,
+                                       finetune_steps),
+             "downstream": evaluate_encoder(DecoderFeatures(random_model), judged["tasks"],
+                                            suite)}
     return {"paper": "bart", "steps": task.config.train.steps,
             "batch_size": task.config.train.batch_size, "finetune_steps": finetune_steps,
-            "suite": dataclasses.asdict(suite), "random_init": floor, "rows": rows,
+            "suite": dataclasses.asdict(suite), "random_init": floor,
+            "rows": dict(zip(names, runs)), "jobs": jobs,
+            "threads": 1 if jobs > 1 else torch.get_num_threads(),
             "seconds": time.perf_counter() - started}
 
 
@@ -319,9 +347,9 @@ def plot_shared(results: dict[str, Any], path: Path) -> None:
 # %% [markdown]
 # ## Run it
 #
-# From a shell, `labnotes experiment bart` trains the six arms (about an hour on 2 CPU cores)
-# and writes `docs/results/bart/`; `--redraw` redraws from the stored `results.json`.
-# `--preset gpu` trains the same arms larger, for one GPU
+# From a shell, `labnotes experiment bart --jobs 2` trains the six arms (about 95 minutes on 2
+# CPU cores, beside another one-thread run) and writes `docs/results/bart/`; `--redraw` redraws
+# from the stored `results.json`. `--preset gpu` trains the same arms larger, for one GPU
 # ([how](experiments.common.md#presets-the-same-arms-larger)).
 
 # %%
