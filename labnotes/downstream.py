@@ -35,8 +35,8 @@ is judged by it.
 # is reported beside a random-init encoder and a **bag of words** (a linear classifier on token
 # counts), so that a reader sees what it measures; the numbers are in [What each task
 # measures](#what-each-task-measures). (The suite's first version had two tasks that failed this
-# test; they are kept, under `FIRST_SUITE`, for the pages whose stored numbers were measured with
-# them.)
+# test; they are kept, under `FIRST_SUITE`, so that
+# [What each task measures](#what-each-task-measures) can show why they were replaced.)
 #
 # Each is scored by **fine-tuning** a copy of the encoder for a fixed, small budget, or, with
 # a switch, by a **frozen-feature probe** (a linear classifier on the encoder's unchanged
@@ -305,9 +305,9 @@ def pair(first: list[int], second: list[int], label: int, document: int) -> dict
 # pair from another document, so that B never opens a document on either side; the pair fed
 # to the encoder as one input, B in segment 1 where the encoder has segment embeddings). On
 # the embedded corpus both were near chance for every encoder: a random one, the default MLM
-# run and every objective of the [comparison](experiments.compare.md). Pages whose stored
-# numbers were measured with them pass `tasks=FIRST_SUITE`, so that their commands still
-# reproduce what they show.
+# run and every objective of the [comparison](experiments.compare.md). Every experiment page
+# now reports the current suite; `tasks=FIRST_SUITE` builds the first one, which
+# [What each task measures](#what-each-task-measures) scores beside it.
 
 # %%
 def acceptability_examples(documents: list[list[Sentence]], indices: list[int],

@@ -18,9 +18,7 @@ encoder, next to BERT's MLM at the same size and budget?
 # 2. **Why partial prediction** (§2.3): the same model trained with every token a target
 #    ($K = 1$) and with one in six ($K = 6$), scored on the same held-out targets.
 # 3. **What the encoder learns**: the [downstream suite](downstream.md) on the content stream
-#    of XLNet ($K = 6$) and on BERT's MLM encoder, trained with the same encoder, data and steps
-#    (the suite's [first version](downstream.md#the-first-suites-two-tasks), which the stored
-#    numbers were measured with, until this page is re-run with the current suite).
+#    of XLNet ($K = 6$) and on BERT's MLM encoder, trained with the same encoder, data and steps.
 
 # %%
 from __future__ import annotations
@@ -34,8 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from labnotes.downstream import (FIRST_SUITE, DownstreamConfig, build_tasks, evaluate_encoder,
-                                 quick_suite)
+from labnotes.downstream import DownstreamConfig, build_tasks, evaluate_encoder, quick_suite
 from labnotes.experiments.common import PRESETS, at_preset  # noqa: F401  (PRESETS: cpu, gpu)
 from labnotes.experiments.common import (flops_per_step, in_order, markdown_table,
                                          mean_and_spread, percent, pyplot, run_in_notebook,
@@ -255,7 +252,7 @@ MASK_SENTENCE = "the new york times reported the result"
 
 def run_experiment(work_dir: Path, *, quick: bool = False, progress: bool = True,
                    preset: str = "cpu") -> dict[str, Any]:
-    suite = DownstreamConfig(tasks=FIRST_SUITE)  # the suite its stored numbers were measured with
+    suite = DownstreamConfig()
     suite = quick_suite(suite) if quick else suite
     started = time.perf_counter()
     rows: dict[str, list[dict[str, Any]]] = {}
@@ -445,8 +442,8 @@ def plot_masks(example: dict[str, Any], path: Path) -> None:
 # %% [markdown]
 # ## Run it
 #
-# From a shell, `labnotes experiment xlnet` trains the five runs (about half an hour on 2 CPU
-# cores) and writes `docs/results/xlnet/`; `--redraw` redraws from the stored `results.json`.
+# From a shell, `labnotes experiment xlnet` trains the five runs (about 45 minutes on 2 idle CPU
+# cores; 100 on one thread beside another experiment) and writes `docs/results/xlnet/`; `--redraw` redraws from the stored `results.json`.
 # `--preset gpu` trains the same runs larger, for one GPU
 # ([how](experiments.common.md#presets-the-same-arms-larger)).
 
