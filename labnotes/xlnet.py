@@ -502,32 +502,36 @@ if __name__ == "__main__":
 #   order "causes slow convergence", so XLNet predicts about one token in $K = 6$. Scored on the
 #   same $K = 6$ targets, the $K = 1$ model ends at 4.50 nats against 5.05 ± 0.05 for $K = 6$,
 #   and it is ahead at *equal compute* too (4.95 after 500 steps and 18 TFLOPs, against 5.08
-#   for $K = 6$ after 2000 steps and 23 TFLOPs; middle panel). What reproduces is only the cost:
-#   $K = 1$ runs the query stream at every position, 3.1× the FLOPs and 3.6× the time per step.
+#   for $K = 6$, seed 0, after 2000 steps and 23 TFLOPs; middle panel). What reproduces is only
+#   the cost: $K = 1$ runs the query stream at every position, 3.1× the FLOPs and 3.6× the time
+#   per step.
 #   Why the paper's effect is absent: our blocks are 64 tokens with about 9 targets each at
 #   $K = 6$, so $K = 1$ gives six times as many gradient signals per block, and a 2-layer model
 #   trained for minutes on a small corpus is starved of signal, not confused by hard
 #   early-order targets.
 #   XLNet-Large had 512-token sequences and 85 targets per sequence even at $K = 6$; Table 6
 #   compares only $K = 6$ and $K = 7$ (66.66 vs 66.05 RACE), not full prediction.
-# - **Downstream, neither encoder is ahead: they learned different things.** On the
-#   [downstream suite](downstream.md) (fine-tuned, three seeds per encoder), BERT's MLM encoder
-#   scores 70.4 ± 2.2 and the content stream of XLNet 67.4 ± 1.3 (± over the two pretraining
-#   seeds), a random-init encoder 51.2. The means hide a split: on
+# - **Downstream, MLM is ahead here, and the two encoders learned different things.** On the
+#   [downstream suite](downstream.md) (fine-tuned, three fine-tuning seeds per pretrained
+#   encoder), BERT's MLM encoder scores 70.4 ± 2.2 and the content stream of XLNet 67.4 ± 1.3
+#   (± over the two pretraining seeds; both MLM seeds score above both XLNet seeds), a
+#   random-init encoder 51.2. The means hide a split: on
 #   [word order](downstream.md#task-1-word-order) MLM is far ahead (88.9 against 73.9), on
 #   [summary match](downstream.md#task-3-summary-match) XLNet is (66.3 against 59.3), and on
 #   source they tie (63.0, 62.1). On the [comparison](experiments.compare.md), at equal compute
-#   and a shorter budget, XLNet came out 2.1 ± 1.3 points *above* MLM; with two seeds here and
-#   gaps of this size between tasks, neither page can say one objective makes the better
-#   encoder at this scale. Table 6's gains of XLNet-Base over BERT-Base (e.g. 85.6 vs 84.3
-#   MNLI-m) are about one point, below what either page can resolve. (This page's first run used
-#   the suite's [first version](downstream.md#the-first-suites-two-tasks), whose two replaced
-#   tasks left both encoders near chance: XLNet 55.7, MLM 56.0, random init 52.3.)
+#   and a shorter budget, XLNet came out 2.1 ± 1.3 points *above* MLM. With two or three seeds,
+#   and gaps this size that change sign between pages and between tasks, neither page can say
+#   which objective makes the better encoder at this scale. Table 6 puts XLNet-Base ($K = 6$)
+#   above BERT-Base by 1.3 points on MNLI-m, 2.4 on RACE and 4.7 F1 on SQuAD 2.0, on tasks
+#   (reading comprehension, long contexts) this suite does not have. (This page's first run used
+#   the suite's [first version](downstream.md#the-first-suites-two-tasks), on which both encoders
+#   were barely above random init: means of XLNet 55.7, MLM 56.0, random init 52.3, with the two
+#   replaced tasks at chance.)
 # - **Held-out losses of different objectives do not compare.** MLM's 4.51 nats (28.1% top-1)
 #   are on randomly scattered single tokens; XLNet's 5.05 (19.8%) on whole spans, which have less
 #   context. Only the span table scores the same tokens for both.
 # - **Cost.** One XLNet step at $K = 6$ is 1.11× an MLM step in FLOPs (11.7 vs 10.5 GFLOPs) and
 #   took a little less time (708 s against 807 s for 2000 steps, each on one thread beside
 #   another experiment; 314 s against 345 s on 2 idle cores in the first run; the last content
-#   block is skipped, see above). At that step time the default `labnotes train xlnet` (2400
-#   steps) takes about six and a half minutes on 2 CPU cores.
+#   block is skipped, see above). At the first run's step time on 2 idle cores, the default
+#   `labnotes train xlnet` (2400 steps) takes about six and a half minutes.

@@ -70,7 +70,7 @@ class TrainingRun:
 @functools.cache
 def electra_plan() -> dict[str, Any]:
     """The ELECTRA page's plan (every arm's steps, counted from real steps): the same for every
-    preset, so counted once (it builds seven tasks)."""
+    preset, so counted once (it builds seven tasks). Shared: read it, never change it."""
     return PAPERS["electra"].experiment_page().plan(False)
 
 

@@ -189,9 +189,9 @@ class DecoderFeatures(nn.Module):
 #
 # One fresh run per arm; then the shared infilling set, the generation task and the suite. A
 # random-init model of the same size is the floor for the last two. The arms are independent,
-# so `--jobs 3` trains them in three processes of one thread each (on 2 cores that keeps both
-# busy, as on the [comparison](experiments.compare.md)'s page); each process builds the same
-# held-out sets from the same seeds.
+# so `--jobs 2` trains them in two processes of one thread each, one per core on a 2-core CPU
+# (as on the [comparison](experiments.compare.md)'s page, where `--jobs 3` runs three seeds);
+# each process builds the same held-out sets from the same seeds.
 
 # %%
 def judged_on(task: BARTTask, suite: DownstreamConfig, quick: bool) -> dict[str, Any]:
