@@ -14,7 +14,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from labnotes.experiments.common import (at_preset, in_order, markdown_table, mean_and_spread,
+from labnotes.experiments.common import (at_preset, in_order, in_processes, markdown_table,
+                                         mean_and_spread,
                                          percent_over_seeds, redraw, run, slug)
 from labnotes.registry import PAPERS, STUDIES, experiment_page
 from labnotes.training import make_quick
@@ -51,6 +52,25 @@ def test_helpers():
     assert percent_over_seeds([0.5, 0.7]) == "60.0 ± 14.1"
     assert percent_over_seeds([0.5]) == "50.0"
     assert markdown_table(["a", "b"], [[1, 2]]) == "| a | b |\n|---|---|\n| 1 | 2 |\n"
+
+
+def test_in_processes_gives_each_item_its_result_in_order_with_one_or_several_processes():
+    """--jobs N: the same results, in the items' order, whether run here or in fresh processes."""
+    import operator
+    import os
+
+    assert in_processes(operator.sub, [5, 7, 9], 2) == [3, 5, 7]
+    assert in_processes(operator.sub, [5, 7, 9], 2, jobs=2) == [3, 5, 7]
+    assert in_processes(operator.sub, [], 2, jobs=2) == []  # nothing to do: no process started
+    here = os.getpid()
+    assert all(pid != here for pid in in_processes(_process_id, [0, 1], jobs=2))
+    assert in_processes(_process_id, [0]) == [here]
+
+
+def _process_id(_: int) -> int:
+    import os
+
+    return os.getpid()
 
 
 def test_quick_mode_is_one_definition():

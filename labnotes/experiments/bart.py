@@ -30,7 +30,6 @@ import copy
 import dataclasses
 import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +40,8 @@ from labnotes.bart import (IGNORE, BARTConfig, BARTTask, evaluate_seq2seq, gener
                            ordinary_tokens, pad_rows, seq2seq_loss)
 from labnotes.downstream import DownstreamConfig, build_tasks, evaluate_encoder, quick_suite
 from labnotes.experiments.common import PRESETS, at_preset  # noqa: F401  (PRESETS: cpu, gpu)
-from labnotes.experiments.common import (flops_per_step, in_order, markdown_table, percent,
-                                         pyplot, run_in_notebook, save_figure, train_arm,
+from labnotes.experiments.common import (flops_per_step, in_order, in_processes, markdown_table,
+                                         percent, pyplot, run_in_notebook, save_figure, train_arm,
                                          write_table)
 from labnotes.tokenizer import CLS_ID, PAD_ID, SEP_ID, prepare_corpus
 from labnotes.training import make_quick
@@ -238,14 +237,7 @@ def run_experiment(work_dir: Path, *, quick: bool = False, progress: bool = True
     names = list(ARMS)
     names = [names[0], names[-1]] if quick else names  # quick: two arms check the pipeline
     work_dir = Path(work_dir)
-    if jobs > 1:
-        with ProcessPoolExecutor(max_workers=min(jobs, len(names)),
-                                 mp_context=multiprocessing.get_context("spawn")) as pool:
-            runs = list(pool.map(run_arm, names, [work_dir] * len(names),
-                                 [quick] * len(names), [progress] * len(names),
-                                 [preset] * len(names)))
-    else:
-        runs = [run_arm(name, work_dir, quick, progress, preset) for name in names]
+    runs = in_processes(run_arm, names, work_dir, quick, progress, preset, jobs=jobs)
     task = build_arm(ARMS[names[0]], quick=quick, progress=False, preset=preset)
     judged = judged_on(task, suite, quick)
     torch.manual_seed(0)  # the floor's weights, the same whatever ran before

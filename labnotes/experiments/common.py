@@ -31,8 +31,10 @@ import argparse
 import dataclasses
 import json
 import math
+import multiprocessing
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -199,6 +201,29 @@ def train_arm(task: Any, config: Any, work_dir: Path | str,
         shutil.rmtree(run_dir)
     summary = train(task, config.train, run_dir)
     return summary, read_metrics(run_dir / "metrics.jsonl")
+
+
+# %% [markdown]
+# ## Independent runs side by side
+#
+# Seeds or arms that share nothing can train at the same time. With `--jobs N` an experiment
+# hands them to `in_processes`: up to N worker processes, each started fresh ("spawn", so the
+# same on Linux, macOS and Windows, and nothing half-initialised is inherited), each computing
+# `function(item, *shared)` for the items it is given; the results come back in the order of
+# the items. Each worker function sets itself to one thread when it runs in a worker, because
+# on a small CPU several processes of several threads slow each other down. With `jobs = 1`
+# everything runs here, one item after another, which is what the notebooks do.
+
+# %%
+def in_processes(function: Callable[..., Any], items: Sequence[Any], *shared: Any,
+                 jobs: int = 1) -> list[Any]:
+    """[function(item, *shared) for item in items], in up to `jobs` fresh processes if jobs > 1.
+    `function` must be importable by name (defined at the top of a module)."""
+    if jobs <= 1 or not items:
+        return [function(item, *shared) for item in items]
+    with ProcessPoolExecutor(max_workers=min(jobs, len(items)),
+                             mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(function, items, *([value] * len(items) for value in shared)))
 
 
 # %% [markdown]

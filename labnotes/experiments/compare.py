@@ -59,7 +59,6 @@ import multiprocessing
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -73,8 +72,8 @@ from labnotes.downstream import (DownstreamConfig, bag_of_tokens, build_tasks, e
 from labnotes.electra import ElectraConfig, ElectraTask
 from labnotes.experiments.common import PRESETS  # noqa: F401  (PRESETS: cpu, gpu)
 from labnotes.experiments.common import (PRESET_SIZES, at_preset, flops_per_step, in_order,
-                                         markdown_table, percent, percent_over_seeds, pyplot,
-                                         save_figure, slug, train_arm, write_table)
+                                         in_processes, markdown_table, percent, percent_over_seeds,
+                                         pyplot, save_figure, slug, train_arm, write_table)
 from labnotes.mlm import MLMConfig, MLMTask, load_start, start_config, start_folder, trained_start
 from labnotes.nsp import NSPTask
 from labnotes.pairs import PairConfig
@@ -271,14 +270,7 @@ def run_experiment(work_dir: Path, *, quick: bool = False, progress: bool = True
     started = time.perf_counter()
     seeds = SEEDS[:1] if quick else SEEDS
     work_dir = Path(work_dir)
-    if jobs > 1:
-        with ProcessPoolExecutor(max_workers=min(jobs, len(seeds)),
-                                 mp_context=multiprocessing.get_context("spawn")) as pool:
-            per_seed = list(pool.map(run_seed, seeds, [work_dir] * len(seeds),
-                                     [quick] * len(seeds), [progress] * len(seeds),
-                                     [preset] * len(seeds)))
-    else:
-        per_seed = [run_seed(seed, work_dir, quick, progress, preset) for seed in seeds]
+    per_seed = in_processes(run_seed, seeds, work_dir, quick, progress, preset, jobs=jobs)
     suite = quick_suite(DownstreamConfig()) if quick else DownstreamConfig()
     base = at_preset(MLMConfig(), preset)
     tasks = build_tasks(prepare_corpus(base.corpus), suite, base.model.max_len)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +39,10 @@ from labnotes.contrastive import load_start
 from labnotes.electra import (ELECTRA, ElectraConfig, ElectraTask, discriminator_loss,
                               load_warm_start, quick_config, replaced_auc, warm_start_folder)
 from labnotes.experiments.common import PRESETS, at_preset  # noqa: F401  (PRESETS: cpu, gpu)
-from labnotes.experiments.common import (PRESET_SIZES, flops_per_step, in_order, markdown_table,
-                                         mean_and_spread, percent_over_seeds, pyplot,
-                                         run_in_notebook, save_figure, train_arm, write_table)
+from labnotes.experiments.common import (PRESET_SIZES, flops_per_step, in_order, in_processes,
+                                         markdown_table, mean_and_spread, percent_over_seeds,
+                                         pyplot, run_in_notebook, save_figure, train_arm,
+                                         write_table)
 from labnotes.mlm import IGNORE, MLMConfig, MLMTask, start_config
 from labnotes.tokenizer import prepare_corpus
 from labnotes.training import latest_checkpoint, load_checkpoint
@@ -297,14 +297,8 @@ def run_experiment(work_dir: Path, *, quick: bool = False, progress: bool = True
     started = time.perf_counter()
     seeds = SEEDS[:1] if quick else SEEDS
     planned = plan(quick)
-    arguments = [[work_dir] * len(seeds), [quick] * len(seeds), [progress] * len(seeds),
-                 [preset] * len(seeds), [planned] * len(seeds)]
-    if jobs > 1:
-        with ProcessPoolExecutor(max_workers=min(jobs, len(seeds)),
-                                 mp_context=multiprocessing.get_context("spawn")) as pool:
-            per_seed = list(pool.map(run_seed, seeds, *arguments))
-    else:
-        per_seed = [run_seed(seed, *(values[0] for values in arguments)) for seed in seeds]
+    per_seed = in_processes(run_seed, seeds, work_dir, quick, progress, preset, planned,
+                            jobs=jobs)
     size = PRESET_SIZES[preset]
     return {"paper": "electra", "experiment": "table-5-warm-start", "seeds": list(seeds),
             "plan": planned, "start_steps": planned["start_steps"] * size.steps,
