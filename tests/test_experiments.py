@@ -15,8 +15,7 @@ from types import SimpleNamespace
 import pytest
 
 from labnotes.experiments.common import (at_preset, in_order, in_processes, markdown_table,
-                                         mean_and_spread,
-                                         percent_over_seeds, redraw, run, slug)
+                                         mean_and_spread, percent_over_seeds, redraw, run, slug)
 from labnotes.registry import PAPERS, STUDIES, experiment_page
 from labnotes.training import make_quick
 
@@ -65,12 +64,19 @@ def test_in_processes_gives_each_item_its_result_in_order_with_one_or_several_pr
     here = os.getpid()
     assert all(pid != here for pid in in_processes(_process_id, [0, 1], jobs=2))
     assert in_processes(_process_id, [0]) == [here]
+    assert in_processes(_threads, [0, 1], jobs=2) == [1, 1]  # each worker: one thread
 
 
 def _process_id(_: int) -> int:
     import os
 
     return os.getpid()
+
+
+def _threads(_: int) -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def test_quick_mode_is_one_definition():

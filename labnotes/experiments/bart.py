@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import multiprocessing
 import time
 from pathlib import Path
 from typing import Any
@@ -212,8 +211,6 @@ def experiment_suite(quick: bool) -> DownstreamConfig:
 
 def run_arm(name: str, work_dir: Path, quick: bool, progress: bool,
             preset: str) -> dict[str, Any]:
-    if multiprocessing.parent_process() is not None:  # a worker of --jobs: one thread each
-        torch.set_num_threads(1)
     suite, finetune_steps = experiment_suite(quick), 5 if quick else FINETUNE_STEPS
     task = build_arm(ARMS[name], quick=quick, progress=progress, preset=preset)
     judged = judged_on(task, suite, quick)

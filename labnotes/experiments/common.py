@@ -210,9 +210,9 @@ def train_arm(task: Any, config: Any, work_dir: Path | str,
 # hands them to `in_processes`: up to N worker processes, each started fresh ("spawn", so the
 # same on Linux, macOS and Windows, and nothing half-initialised is inherited), each computing
 # `function(item, *shared)` for the items it is given; the results come back in the order of
-# the items. Each worker function sets itself to one thread when it runs in a worker, because
-# on a small CPU several processes of several threads slow each other down. With `jobs = 1`
-# everything runs here, one item after another, which is what the notebooks do.
+# the items. Each worker sets PyTorch to one thread before it starts, because on a small CPU
+# several processes of several threads slow each other down. With `jobs = 1` everything runs
+# here, one item after another, which is what the notebooks do.
 
 # %%
 def in_processes(function: Callable[..., Any], items: Sequence[Any], *shared: Any,
@@ -221,9 +221,14 @@ def in_processes(function: Callable[..., Any], items: Sequence[Any], *shared: An
     `function` must be importable by name (defined at the top of a module)."""
     if jobs <= 1 or not items:
         return [function(item, *shared) for item in items]
-    with ProcessPoolExecutor(max_workers=min(jobs, len(items)),
+    with ProcessPoolExecutor(max_workers=min(jobs, len(items)), initializer=one_thread,
                              mp_context=multiprocessing.get_context("spawn")) as pool:
         return list(pool.map(function, items, *([value] * len(items) for value in shared)))
+
+
+def one_thread() -> None:
+    """Run first in every worker of `in_processes`."""
+    torch.set_num_threads(1)
 
 
 # %% [markdown]

@@ -55,7 +55,6 @@ number of training FLOPs, several seeds each, and one downstream suite to judge 
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing
 import os
 import sys
 import time
@@ -223,8 +222,6 @@ def make_plan(seed: int, quick: bool, preset: str) -> dict[str, Any]:
 
 def run_seed(seed: int, work_dir: Path, quick: bool, progress: bool,
              preset: str = "cpu") -> dict[str, Any]:
-    if multiprocessing.parent_process() is not None:  # a worker of --jobs: one thread each
-        torch.set_num_threads(1)
     suite = quick_suite(DownstreamConfig()) if quick else DownstreamConfig()
     suites = {"finetune": suite, "probe": dataclasses.replace(suite, mode="probe")}
     base = configure("MLM", seed, quick=quick, start=1, preset=preset)

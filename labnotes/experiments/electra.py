@@ -25,7 +25,6 @@ training compute it took.
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing
 import time
 from pathlib import Path
 from typing import Any
@@ -269,8 +268,6 @@ def plan(quick: bool) -> dict[str, Any]:
 # %%
 def run_seed(seed: int, work_dir: Path, quick: bool, progress: bool, preset: str,
              planned: dict[str, Any]) -> dict[str, Any]:
-    if multiprocessing.parent_process() is not None:  # a worker of --jobs: one thread each
-        torch.set_num_threads(1)
     suite = quick_suite(DownstreamConfig()) if quick else DownstreamConfig()
     first = build_arm("electra", 0.25, seed, 1, quick=quick, progress=progress, preset=preset)
     tasks = build_tasks(prepare_corpus(first.config.corpus), suite, first.config.model.max_len)

@@ -443,8 +443,8 @@ def plot_masks(example: dict[str, Any], path: Path) -> None:
 # ## Run it
 #
 # From a shell, `labnotes experiment xlnet` trains the five runs (about 45 minutes on 2 idle CPU
-# cores; 100 on one thread beside another experiment) and writes `docs/results/xlnet/`; `--redraw` redraws from the stored `results.json`.
-# `--preset gpu` trains the same runs larger, for one GPU
+# cores; 100 on one thread beside another experiment) and writes `docs/results/xlnet/`;
+# `--redraw` redraws from the stored `results.json`. `--preset gpu` trains the same runs larger, for one GPU
 # ([how](experiments.common.md#presets-the-same-arms-larger)).
 
 # %%
