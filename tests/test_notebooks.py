@@ -12,12 +12,15 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from traitlets.config import Config
 
 from labnotes.site.notebooks import notebook_text
 from labnotes.site.render import discover_pages
@@ -123,11 +126,20 @@ def kernel(tmp_path_factory):
         os.environ["JUPYTER_PATH"] = previous
 
 
+# Kernels talk over Unix sockets, not TCP: a TCP kernel picks free ports by binding and
+# releasing them, and another test process (or the site server of the browser tests) could take
+# one before the kernel binds it ("Address already in use"; it failed CI once). The socket
+# paths must be absolute (the kernel runs in `cwd`) and short (a Unix socket path has ~100 bytes).
 def _execute(text: str, cwd: Path, kernel: str) -> nbformat.NotebookNode:
     notebook = nbformat.reads(text, as_version=4)
-    client = NotebookClient(notebook, kernel_name=kernel, timeout=CELL_TIMEOUT,
+    sockets = tempfile.mkdtemp(prefix="kernel-")
+    config = Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(sockets, "ipc")}})
+    client = NotebookClient(notebook, kernel_name=kernel, timeout=CELL_TIMEOUT, config=config,
                             resources={"metadata": {"path": str(cwd)}})
-    client.execute()
+    try:
+        client.execute()
+    finally:
+        shutil.rmtree(sockets, ignore_errors=True)
     return notebook
 
 
