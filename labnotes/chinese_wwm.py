@@ -41,6 +41,7 @@ arXiv: 1906.08101
 from __future__ import annotations
 
 import json
+import math
 import random
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -52,7 +53,7 @@ from torch import Tensor, nn
 
 from labnotes.data import PEOPLES_DAILY, Blocks, load_corpus, peoples_daily_tags, split_corpus
 from labnotes.downstream import (DownstreamConfig, TokenTask, per_example, sentiment_task,
-                                 split_documents, token_examples, token_probe)
+                                 split_documents, token_examples, token_fine_tune, token_probe)
 from labnotes.mlm import IGNORE, MLMConfig, MLMTask, unigram_log_probs
 from labnotes.tokenizer import MASK_ID, PAD_ID, CorpusConfig, Tokenizer, prepare_corpus
 from labnotes.training import QUICK, make_quick, train
@@ -336,9 +337,10 @@ def pos_task(tokenizer: Tokenizer, corpus: CorpusConfig,
 # %% [markdown]
 # `labelled_scores` scores one encoder on both: the probe's accuracy per probe seed, and
 # whether each test review or character was right, so that the experiment can put intervals
-# on them by resampling reviews and sentences. Sentiment is also scored the way Cui et al.
-# score it, by fine-tuning the whole encoder (the downstream page's small budget: 60 steps of
-# 32 reviews, per seed).
+# on them by resampling reviews and sentences. Both tasks are also scored the way Cui et al.
+# score theirs, by fine-tuning the whole encoder (sentiment as a sentence task, part of speech
+# on every token), for `epochs` passes over each task's training half (warm-up over the first
+# tenth of the steps), or, without `epochs`, for the downstream page's fixed `steps`.
 
 # %%
 def labelled_tasks(tokenizer: Tokenizer, corpus: CorpusConfig, config: DownstreamConfig,
@@ -347,13 +349,24 @@ def labelled_tasks(tokenizer: Tokenizer, corpus: CorpusConfig, config: Downstrea
             "part of speech": pos_task(tokenizer, corpus, config, max_len)}
 
 
+def fine_tuning(config: DownstreamConfig, train_size: int,
+                epochs: float | None) -> DownstreamConfig:
+    if epochs is None:
+        return replace(config, mode="finetune")
+    steps = max(1, math.ceil(epochs * train_size / config.batch_size))
+    return replace(config, mode="finetune", steps=steps, warmup_steps=max(1, steps // 10))
+
+
 def labelled_scores(encoder: nn.Module, tasks: dict[str, Any], config: DownstreamConfig,
-                    device: torch.device | str = "cpu") -> dict[str, Any]:
-    probing, fine_tuning = replace(config, mode="probe"), replace(config, mode="finetune")
-    return {"sentiment": per_example(encoder, tasks["sentiment"], probing, device),
-            "sentiment, fine-tuned": per_example(encoder, tasks["sentiment"], fine_tuning, device),
-            "part of speech": token_probe(encoder, tasks["part of speech"], config.seeds,
-                                          config, device)}
+                    device: torch.device | str = "cpu",
+                    epochs: float | None = None) -> dict[str, Any]:
+    sentiment, pos = tasks["sentiment"], tasks["part of speech"]
+    return {"sentiment": per_example(encoder, sentiment, replace(config, mode="probe"), device),
+            "sentiment, fine-tuned": per_example(
+                encoder, sentiment, fine_tuning(config, len(sentiment.train), epochs), device),
+            "part of speech": token_probe(encoder, pos, config.seeds, config, device),
+            "part of speech, fine-tuned": token_fine_tune(
+                encoder, pos, config.seeds, fine_tuning(config, len(pos.train), epochs), device)}
 
 
 # %% [markdown]

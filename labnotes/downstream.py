@@ -552,26 +552,35 @@ def fine_tune_predictions(encoder: nn.Module, task: ClassificationTask, seed: in
     """The fine-tuned classifier's predicted label of every test example."""
     with seeded(seed):  # leave the caller's random state alone
         model = SequenceClassifier(copy.deepcopy(encoder), task.num_labels, task.pair).to(device)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.01)
-        order = torch.Generator().manual_seed(seed)
-        model.train()
-        for step in range(config.steps):
-            warm = min(1.0, (step + 1) / max(1, config.warmup_steps))
-            for group in optimizer.param_groups:
-                group["lr"] = config.lr * warm * (1.0 - step / config.steps)
-            rows = torch.randint(len(task.train), (config.batch_size,), generator=order)
-            inputs, labels = batch_of(task.train, rows, device)
-            loss = F.cross_entropy(model(*inputs), labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-        model.eval()
+        fit(model, task.train, seed, config, device)
         with torch.no_grad():
             order = by_length(task.test)
             parts = [model(*batch_of(task.test, rows, device)[0]).argmax(-1).cpu()
                      for rows in order.split(256)]
     return torch.cat(parts)[order.argsort()]  # back in the examples' order
+
+
+def fit(model: nn.Module, train: Examples, seed: int, config: DownstreamConfig,
+        device: torch.device) -> None:
+    """Fine-tune `model` (an encoder's copy under a new linear layer) on `train`, then set it to
+    eval mode. A label per example ([B]), or per token ([B, L], IGNORE where there is none)."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.01)
+    order = torch.Generator().manual_seed(seed)
+    model.train()
+    for step in range(config.steps):
+        warm = min(1.0, (step + 1) / max(1, config.warmup_steps))
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr * warm * (1.0 - step / config.steps)
+        rows = torch.randint(len(train), (config.batch_size,), generator=order)
+        inputs, labels = batch_of(train, rows, device)
+        logits = model(*inputs)  # [B, C], or [B, L, C] for a label per token
+        labels = labels[:, : logits.shape[1]] if labels.dim() == 2 else labels
+        loss = F.cross_entropy(logits.flatten(0, -2), labels.flatten(), ignore_index=IGNORE)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+    model.eval()
 
 
 def by_length(examples: Examples) -> Tensor:
@@ -857,6 +866,58 @@ def most_frequent_label(task: TokenTask) -> Tensor:
     seen = counts[test_ids[known]].sum(1) > 0
     guess[known] = torch.where(seen, counts[test_ids[known]].argmax(1), overall)
     return guess
+
+
+# %% [markdown]
+# ## Fine-tuning on every token
+#
+# The token probe asks what the frozen features already hold; `token_fine_tune` asks what the
+# encoder can become, as a tagger would be trained. A `TokenClassifier` puts a linear layer on
+# every token's output vector (dropout before it, as for sentences), and `fit`, the training
+# loop of the sentence tasks, trains a copy of the encoder with it: the loss is the
+# cross-entropy over the labelled tokens of the batch, `IGNORE` leaving out `[CLS]`, `[SEP]`
+# and padding. It returns what `token_probe` returns, so the two read side by side.
+
+# %%
+class TokenClassifier(nn.Module):
+    """The encoder under a linear layer that reads each token's own output vector."""
+
+    def __init__(self, encoder: nn.Module, num_labels: int, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(encoder.config.dim, num_labels)
+
+    def forward(self, input_ids: Tensor, segment_ids: Tensor,
+                second_ids: Tensor | None = None) -> Tensor:
+        segments = segment_ids if self.encoder.config.num_segments else None
+        hidden = self.encoder(input_ids, padding_mask=input_ids != PAD_ID, segment_ids=segments)
+        return self.out(self.dropout(hidden))  # [B, L, num_labels]
+
+
+def token_fine_tune(encoder: nn.Module, task: TokenTask, seeds: int,
+                    config: DownstreamConfig | None = None,
+                    device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Fine-tuning on every token, over `seeds` seeds; returns what `token_probe` returns."""
+    config = config or DownstreamConfig()
+    device = torch.device(device)
+    correct = []
+    for seed in range(seeds):
+        with seeded(seed):
+            model = TokenClassifier(copy.deepcopy(encoder), task.num_labels).to(device)
+            fit(model, task.train, seed, config, device)
+            right, sentences = [], []
+            with torch.no_grad():
+                for rows in torch.arange(len(task.test)).split(256):
+                    inputs, _ = batch_of(task.test, rows, device)
+                    predicted = model(*inputs).argmax(-1).cpu()
+                    labels = task.test.labels[rows, : predicted.shape[1]]
+                    keep = labels != IGNORE
+                    right.append(predicted[keep] == labels[keep])
+                    sentences.append(rows[:, None].expand_as(labels)[keep])
+        correct.append(torch.cat(right).tolist())
+    return {"runs": [sum(r) / len(r) for r in correct], "correct": correct,
+            "groups": torch.cat(sentences).tolist()}
 
 
 # %% [markdown]

@@ -392,6 +392,47 @@ def test_token_probe_reads_what_the_features_hold_and_the_lookup_floor_does_not(
     assert set(context["groups"]) == set(range(60))
 
 
+class TokenEmbeddings(torch.nn.Module):
+    """A trainable stand-in encoder: at t, an embedding of token t, and with `previous`, also
+    one of token t - 1."""
+
+    def __init__(self, vocab: int, previous: bool) -> None:
+        super().__init__()
+        self.previous = previous
+        self.own, self.before = torch.nn.Embedding(vocab, 4), torch.nn.Embedding(vocab, 4)
+        self.config = types.SimpleNamespace(num_segments=0, dim=8)
+
+    def forward(self, input_ids, padding_mask=None, segment_ids=None):
+        before = self.before(torch.cat([input_ids[:, :1], input_ids[:, :-1]], 1))
+        return torch.cat([self.own(input_ids), before * self.previous], -1)
+
+
+def test_token_fine_tuning_learns_what_the_context_holds_and_leaves_the_encoder_alone() -> None:
+    from labnotes.downstream import TokenTask, token_examples, token_fine_tune
+    generator = torch.Generator().manual_seed(0)
+
+    def rows(count: int) -> list:
+        out = []
+        for row in range(count):
+            ids = torch.randint(5, 15, (int(torch.randint(6, 13, (1,), generator=generator)),),
+                                generator=generator).tolist()
+            out.append((ids, [p % 2 for p in [CLS_ID, *ids[:-1]]], row))  # the neighbour's parity
+        return out
+
+    task = TokenTask("neighbour parity", 2, token_examples(rows(200), 16),
+                     token_examples(rows(60), 16))
+    config = DownstreamConfig(steps=150, lr=3e-2, warmup_steps=5)
+    context = TokenEmbeddings(15, previous=True)
+    before = {name: value.clone() for name, value in context.state_dict().items()}
+    seen = token_fine_tune(context, task, 2, config)
+    alone = token_fine_tune(TokenEmbeddings(15, previous=False), task, 1, config)
+    assert min(seen["runs"]) > 0.95 and alone["runs"][0] < 0.65  # the twin cannot see it
+    assert all(torch.equal(value, context.state_dict()[name]) for name, value in before.items())
+    truth = task.test.labels[task.test.labels != IGNORE]
+    assert len(seen["correct"][1]) == len(truth) == len(seen["groups"])
+    assert seen["groups"] == sorted(seen["groups"]) and set(seen["groups"]) == set(range(60))
+
+
 def test_bag_of_tokens_floor_reads_words_alone() -> None:
     from labnotes.downstream import ClassificationTask, bag_of_tokens, to_tensors
 
