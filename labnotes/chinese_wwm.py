@@ -349,8 +349,9 @@ def labelled_tasks(tokenizer: Tokenizer, corpus: CorpusConfig, config: Downstrea
             "part of speech": pos_task(tokenizer, corpus, config, max_len)}
 
 
-def fine_tuning(config: DownstreamConfig, train_size: int,
-                epochs: float | None) -> DownstreamConfig:
+def fine_tuning_settings(config: DownstreamConfig, train_size: int,
+                         epochs: float | None) -> DownstreamConfig:
+    """`config` for fine-tuning: `epochs` passes over `train_size` examples, or its own steps."""
     if epochs is None:
         return replace(config, mode="finetune")
     steps = max(1, math.ceil(epochs * train_size / config.batch_size))
@@ -363,10 +364,10 @@ def labelled_scores(encoder: nn.Module, tasks: dict[str, Any], config: Downstrea
     sentiment, pos = tasks["sentiment"], tasks["part of speech"]
     return {"sentiment": per_example(encoder, sentiment, replace(config, mode="probe"), device),
             "sentiment, fine-tuned": per_example(
-                encoder, sentiment, fine_tuning(config, len(sentiment.train), epochs), device),
+                encoder, sentiment, fine_tuning_settings(config, len(sentiment.train), epochs), device),
             "part of speech": token_probe(encoder, pos, config.seeds, config, device),
             "part of speech, fine-tuned": token_fine_tune(
-                encoder, pos, config.seeds, fine_tuning(config, len(pos.train), epochs), device)}
+                encoder, pos, config.seeds, fine_tuning_settings(config, len(pos.train), epochs), device)}
 
 
 # %% [markdown]

@@ -525,13 +525,17 @@ def batch_of(examples: Examples, rows: Tensor,
 # regression is fit on them by minibatch AdamW. It measures what the pretrained features
 # already say, not what they can quickly become; it is also much faster. A seed changes the
 # classifier's initialisation and the order of the batches, and, when fine-tuning, the dropout
-# (the probe has none).
+# (the probe has none). `fit`, the training loop, also takes a label per token, for the
+# [token tasks](#fine-tuning-on-every-token) below; `IGNORE` marks a token without one.
 #
 # Both seed torch's global generators (which initialisation and dropout draw from) inside
 # `seeded`, which hands the caller's random state back afterwards: the CPU's, and, once CUDA
 # has started, every CUDA device's, since `torch.manual_seed` reseeds those too.
 
 # %%
+IGNORE = -100  # a token without a label (PyTorch's cross_entropy default, as on the MLM page)
+
+
 @contextlib.contextmanager
 def seeded(seed: int) -> Iterator[None]:
     """Torch's global generators seeded with `seed` inside; the caller's states restored after."""
@@ -763,7 +767,6 @@ def bag_of_tokens(task: ClassificationTask, seeds: int,
 # experiment can put intervals on a score by resampling test sentences or examples.
 
 # %%
-IGNORE = -100  # a token without a label (PyTorch's cross_entropy default, as on the MLM page)
 
 
 @dataclass
@@ -901,23 +904,24 @@ def token_fine_tune(encoder: nn.Module, task: TokenTask, seeds: int,
     """Fine-tuning on every token, over `seeds` seeds; returns what `token_probe` returns."""
     config = config or DownstreamConfig()
     device = torch.device(device)
+    batches = torch.arange(len(task.test)).split(256)
     correct = []
     for seed in range(seeds):
         with seeded(seed):
             model = TokenClassifier(copy.deepcopy(encoder), task.num_labels).to(device)
             fit(model, task.train, seed, config, device)
-            right, sentences = [], []
+            right = []
             with torch.no_grad():
-                for rows in torch.arange(len(task.test)).split(256):
+                for rows in batches:
                     inputs, _ = batch_of(task.test, rows, device)
-                    predicted = model(*inputs).argmax(-1).cpu()
+                    predicted = model(*inputs).argmax(-1).cpu()  # [B, L]
                     labels = task.test.labels[rows, : predicted.shape[1]]
-                    keep = labels != IGNORE
-                    right.append(predicted[keep] == labels[keep])
-                    sentences.append(rows[:, None].expand_as(labels)[keep])
+                    right.append(predicted[labels != IGNORE] == labels[labels != IGNORE])
         correct.append(torch.cat(right).tolist())
+    labels = task.test.labels
+    sentences = torch.arange(len(task.test))[:, None].expand_as(labels)[labels != IGNORE]
     return {"runs": [sum(r) / len(r) for r in correct], "correct": correct,
-            "groups": torch.cat(sentences).tolist()}
+            "groups": sentences.tolist()}
 
 
 # %% [markdown]

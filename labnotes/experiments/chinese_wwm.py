@@ -41,7 +41,7 @@ from labnotes.experiments.common import (in_order, in_processes, markdown_table,
                                          train_arm, write_table)
 from labnotes.experiments.xlnet import bootstrap_mean, bootstrap_ratio
 from labnotes.mlm import IGNORE
-from labnotes.training import make_quick
+from labnotes.training import make_quick, pick_device
 from labnotes.transformer import Encoder
 
 # %% [markdown]
@@ -140,7 +140,7 @@ def run_one(item: tuple[str, str, int], work_dir: Path, quick: bool, progress: b
     name, masking, seed = item
     config = arm_config(masking, seed, quick=quick, progress=progress, preset=preset)
     task = ChineseWWMTask(config)
-    device = next(task.model.parameters()).device
+    device = pick_device(config.train.device)  # where train() puts the model
     settings = labelled_settings(quick)
     epochs = None if quick else FINE_TUNING_EPOCHS
     tasks = labelled_tasks(task.tokenizer, config.corpus, settings,
@@ -150,11 +150,11 @@ def run_one(item: tuple[str, str, int], work_dir: Path, quick: bool, progress: b
             untrained = Encoder(task.model.encoder.config)
         out = {"scores": labelled_scores(untrained, tasks, settings, device, epochs)}
         if seed == SEEDS[0]:
-            out["floors"] = floors(tasks, settings, out["scores"])
+            out["floors"] = floors_and_sizes(tasks, settings, out["scores"])
         return out
     summary, metrics = train_arm(task, config, work_dir, f"{name} seed {seed}")
     scores_of_cloze = task.cloze_scores(task.model, device)
-    return {"summary": summary, "metrics": metrics,
+    return {"summary": summary, "metrics": metrics, "batch_size": config.train.batch_size,
             "nll": {test: nll for test, (nll, _) in scores_of_cloze.items()},
             "words": {test: word_list for test, (_, word_list) in scores_of_cloze.items()},
             "leaks": {test: visible_sibling_share(task.cloze_blocks.word_ids,
@@ -163,8 +163,8 @@ def run_one(item: tuple[str, str, int], work_dir: Path, quick: bool, progress: b
             "scores": labelled_scores(task.model.encoder, tasks, settings, device, epochs)}
 
 
-def floors(tasks: dict[str, Any], settings: DownstreamConfig,
-           scores: dict[str, Any]) -> dict[str, Any]:
+def floors_and_sizes(tasks: dict[str, Any], settings: DownstreamConfig,
+                     scores: dict[str, Any]) -> dict[str, Any]:
     """The two floors without an encoder, and what the table says of the tasks."""
     sentiment, pos = tasks["sentiment"], tasks["part of speech"]
     guesses = most_frequent_label(pos) == pos.test.labels[pos.test.labels != IGNORE]
@@ -197,7 +197,7 @@ def run_experiment(work_dir: Path, *, quick: bool = False, progress: bool = True
                               for values in zip(*(run["nll"][test] for run in runs))]
                        for test in runs[0]["nll"]}
     first = done[items[0]]
-    about = done[(RANDOM_INIT, "character", seeds[0])]["floors"]
+    about = done[(RANDOM_INIT, "character", seeds[0])]["floors"]  # floors and task sizes
     return {"paper": "chinese_wwm", "rows": rows, "curves": curves, "cloze": cloze,
             "words": first["words"], "visible_sibling_share": first["leaks"],
             "labelled": {name: labelled(arm_scores) for name, arm_scores in scores.items()},
@@ -205,7 +205,7 @@ def run_experiment(work_dir: Path, *, quick: bool = False, progress: bool = True
             "tag_count": about["tag_count"], "majority_tag_share": about["majority_tag_share"],
             "labelled_sizes": about["labelled_sizes"],
             "fine_tuning_epochs": None if quick else FINE_TUNING_EPOCHS,
-            "steps": first["summary"]["steps"], "batch_size": BATCH_SIZE,
+            "steps": first["summary"]["steps"], "batch_size": first["batch_size"],
             "seeds": len(seeds), "jobs": jobs}
 
 
