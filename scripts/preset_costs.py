@@ -53,7 +53,7 @@ CPU_TIMES = {
     "bart": "about 95 min, 2 cores (--jobs 2)",
     "dim": "28 min, 1 shared core",
     "contrastive": "20 min, 1 shared core",
-    "chinese_wwm": "9-20 min, 2 shared cores",
+    "chinese_wwm": "28 min, 2 cores (--jobs 2)",
     "compare": "49 min, 2 cores (--jobs 3)",
 }
 

@@ -192,3 +192,32 @@ def test_sentiment_task_is_balanced_disjoint_and_deterministic() -> None:
     again = sentiment_task(tokenizer, config)
     assert torch.equal(again.train.input_ids, task.train.input_ids)
     assert torch.equal(again.test.documents, task.test.documents)
+
+
+def pos_fine_tuning_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("pos_fine_tuning",
+                                                  Path("scripts/pos_fine_tuning.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_stored_pos_budget_table_redraws_byte_for_byte(tmp_path: Path) -> None:
+    from labnotes.experiments.common import redraw
+
+    stored = Path("docs/results/chinese_wwm_pos")
+    (tmp_path / "results.json").write_bytes((stored / "results.json").read_bytes())
+    redraw(pos_fine_tuning_script(), tmp_path)
+    for name in ("table.md", "budget.svg"):
+        assert (tmp_path / name).read_bytes() == (stored / name).read_bytes(), name
+
+
+def test_pos_budget_without_trained_encoders_says_what_to_run(tmp_path: Path,
+                                                               monkeypatch) -> None:
+    script = pos_fine_tuning_script()
+    monkeypatch.setattr(script, "RUNS", tmp_path / "nothing-here")
+    with pytest.raises(SystemExit, match="run `labnotes experiment chinese_wwm` first"):
+        script.run_experiment(tmp_path / "work")
+    assert not (tmp_path / "work").exists()

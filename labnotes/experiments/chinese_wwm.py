@@ -18,10 +18,10 @@ cloze tests (whole held-out words, and single characters) and on two tasks label
 # Each arm is the page's default model and recipe (the MLM page's encoder) with one setting
 # changed, `masking`, trained for the same number of steps on the same blocks, over two seeds.
 # All arms are scored on the same cloze tests, built from the validation documents with the
-# gold words and a fixed seed, and, by frozen-feature probes, on the same two labelled tasks:
-# product-review sentiment and the part of speech of each character's word. Cui et al.
-# fine-tuned on such tasks (their sentiment set is ChnSentiCorp); a probe is cheaper, and
-# asks what pretraining alone put into the features.
+# gold words and a fixed seed, and on the same two labelled tasks: product-review sentiment
+# and the part of speech of each character's word, each both by a frozen-feature probe (what
+# pretraining alone put into the features) and by fine-tuning the whole encoder, as Cui et al.
+# score their tasks (their sentiment set is ChnSentiCorp).
 
 # %%
 from __future__ import annotations
@@ -47,11 +47,14 @@ from labnotes.transformer import Encoder
 # %% [markdown]
 # ## The arms and the budget
 #
-# `STEPS` steps of `BATCH_SIZE` blocks of 64 tokens per arm and seed. The budget is set by
-# the machine this page was run on (2 shared CPU cores, one thread per run, about 20 minutes
-# for all six runs); a longer run is one constant away, and a GPU runs the same code. The
-# quick mode (a check that the pipeline runs, used by the tests) trains one seed of the
-# character and gold arms only: segmenting the whole corpus with jieba takes about a minute.
+# `STEPS` steps of `BATCH_SIZE` blocks of 64 tokens per arm and seed: about 6 M tokens, four
+# passes over the training text of People's Daily. (A first version trained 500 steps, two
+# thirds of one pass, and every arm was still close to the unigram baseline: too early to
+# compare them.) The budget is set by the machine this page was run on (2 CPU cores, two runs
+# at a time of one thread each; the times are under [Run it](#run-it)); a longer run is one
+# constant away, and a GPU runs the same code. The quick mode (a check that the pipeline runs,
+# used by the tests) trains one seed of the character and gold arms only: segmenting the whole
+# corpus with jieba takes about a minute.
 
 # %%
 ARMS = {  # row name -> masking
@@ -93,14 +96,16 @@ def arm_config(masking: str, seed: int, *, quick: bool, progress: bool,
 # averaged over all runs of an arm, and the accuracy of each run.
 #
 # The fine-tuning budget follows the paper's setting in kind, not in size: the whole encoder
-# trained for `FINE_TUNING_EPOCHS` passes over the training half (BERT's recipe, arXiv:1810.04805
-# App. A.3, tries 2 to 4), with a sentiment training half of `SENTIMENT_TRAIN` reviews, the size
-# of ChnSentiCorp's training set on which Cui et al. report sentiment (and `SENTIMENT_TEST` test
-# reviews). Part of speech keeps every held-out sentence of People's Daily (about a thousand on
-# each side).
+# trained for `FINE_TUNING_EPOCHS` passes over the training half (BERT's recipe,
+# arXiv:1810.04805 App. A.3, tries 2 to 4), with a sentiment training half of
+# `SENTIMENT_TRAIN` reviews, the size of ChnSentiCorp's training set (9,600 train, 1,200
+# development, 1,200 test reviews), on which Cui et al. report sentiment. The test half keeps
+# up to `SENTIMENT_TEST` reviews; once balanced it holds 1,596, and all are used. Part of
+# speech keeps every held-out sentence of People's Daily (1,557 training and 1,803 test).
 #
 # Every run, random-init encoders included, is one independent item: `--jobs 2` runs them in
-# two processes of one thread each ([`in_processes`](experiments.common.md#independent-runs-side-by-side)).
+# two processes of one thread each
+# ([`in_processes`](experiments.common.md#independent-runs-side-by-side)).
 
 # %%
 PROBE_SEEDS = 3
@@ -353,11 +358,14 @@ def draw(results: dict[str, Any], out_dir: Path) -> None:
 # %% [markdown]
 # ## Run it
 #
-# From a shell, `labnotes experiment chinese_wwm` runs the six runs, their probes and their
-# fine-tuning (9 to 20 minutes on 2 shared CPU cores, depending on their load; the labelled
-# tasks take about three minutes of it) and writes `docs/results/chinese_wwm/`; `--redraw`
-# redraws the tables and figure from the stored `results.json`. It needs the Chinese extra:
-# `pip install 'labnotes[zh]'`. `--preset gpu` trains the same arms larger, for one GPU
+# From a shell, `labnotes experiment chinese_wwm --jobs 2` runs the six runs, scores them and
+# two random-init encoders on the labelled tasks (28 minutes on 2 CPU cores, two at a time of
+# one thread each; about half of it is the scoring, mostly fine-tuning on 9,600 reviews) and
+# writes `docs/results/chinese_wwm/`; `--redraw` redraws the tables and figure from the stored
+# `results.json`. It needs the Chinese extra: `pip install 'labnotes[zh]'`. Afterwards
+# `python scripts/pos_fine_tuning.py --jobs 2` fine-tunes the trained encoders on part of
+# speech for 2, 6 and 20 passes (`docs/results/chinese_wwm_pos/`, shown on the
+# [page](chinese_wwm.md#evidence)). `--preset gpu` trains the same arms larger, for one GPU
 # ([how](experiments.common.md#presets-the-same-arms-larger)).
 
 # %%
