@@ -1,5 +1,5 @@
 """How much fine-tuning part of speech needs: the Chinese WWM experiment's encoders fine-tuned on
-the part-of-speech task for 2, 6 and 20 passes over its training half, beside random-init
+the part-of-speech task for 2, 6 and 20 passes over its training split, beside random-init
 encoders and the most frequent tag of each character.
 
     labnotes experiment chinese_wwm --jobs 2      # first: trains the encoders this reads
@@ -110,7 +110,7 @@ def draw(results: dict[str, Any], out_dir: Path) -> None:
                  label="most frequent tag of each character")
     axis.set_xscale("log")
     axis.set_xticks(results["epochs"], [str(e) for e in results["epochs"]])
-    axis.set_xlabel("fine-tuning passes over the training half")
+    axis.set_xlabel("fine-tuning passes over the training split")
     axis.set_ylabel("part of speech, test accuracy (%)")
     axis.legend(fontsize=7)
     axis.grid(alpha=0.3)

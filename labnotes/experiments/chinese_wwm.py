@@ -96,10 +96,10 @@ def arm_config(masking: str, seed: int, *, quick: bool, progress: bool,
 # averaged over all runs of an arm, and the accuracy of each run.
 #
 # The fine-tuning budget follows the paper's setting in kind, not in size: the whole encoder
-# trained for `FINE_TUNING_EPOCHS` passes over the training half (BERT's recipe,
-# arXiv:1810.04805 App. A.3, tries 2 to 4), with a sentiment training half of
+# trained for `FINE_TUNING_EPOCHS` passes over the training split (BERT's recipe,
+# arXiv:1810.04805 App. A.3, tries 2 to 4), with a sentiment training split of
 # `SENTIMENT_TRAIN` reviews, the size of ChnSentiCorp's training set (9,600 train, 1,200
-# development, 1,200 test reviews), on which Cui et al. report sentiment. The test half keeps
+# development, 1,200 test reviews), on which Cui et al. report sentiment. The test split keeps
 # up to `SENTIMENT_TEST` reviews; once balanced it holds 1,596, and all are used. Part of
 # speech keeps every held-out sentence of People's Daily (1,557 training and 1,803 test).
 #
@@ -260,7 +260,8 @@ def results_table(results: dict[str, Any]) -> str:
     text += (f"\n{results['seeds']} seed(s) × {results['steps']} steps × {results['batch_size']} "
              f"blocks of 64 tokens per arm. Hidden words: {counts['word']} (whole-word cloze), "
              f"{counts['character']} characters (character cloze). Hidden characters of the "
-             "character cloze that have a visible character of their own gold word: "
+             "character cloze in words of two or more characters that have a visible character "
+             "of their own gold word: "
              f"{results['visible_sibling_share']['character']:.0%} (whole-word cloze: "
              f"{results['visible_sibling_share']['word']:.0%}).\n")
     return text
@@ -316,7 +317,7 @@ def labelled_table(results: dict[str, Any]) -> str:
     sizes = results["labelled_sizes"]
     runs = len(labelled[RANDOM_INIT]["sentiment"]["runs"])
     epochs = results.get("fine_tuning_epochs")
-    budget = (f"{epochs} passes over the training half" if epochs else "a fixed number of steps")
+    budget = (f"{epochs} passes over the training split" if epochs else "a fixed number of steps")
     return markdown_table(header, lines) + (
         f"\nAccuracy in %, with 95% intervals from resampling test reviews or sentences; "
         f"{runs} runs per encoder (pretraining seeds × seeds of the probe or the fine-tuning), "
