@@ -365,12 +365,13 @@ def labelled_scores(encoder: nn.Module, tasks: dict[str, Any], config: Downstrea
                     device: torch.device | str = "cpu",
                     epochs: float | None = None) -> dict[str, Any]:
     sentiment, pos = tasks["sentiment"], tasks["part of speech"]
+    tune_sentiment = fine_tuning_settings(config, len(sentiment.train), epochs)
+    tune_pos = fine_tuning_settings(config, len(pos.train), epochs)
     return {"sentiment": per_example(encoder, sentiment, replace(config, mode="probe"), device),
-            "sentiment, fine-tuned": per_example(
-                encoder, sentiment, fine_tuning_settings(config, len(sentiment.train), epochs), device),
+            "sentiment, fine-tuned": per_example(encoder, sentiment, tune_sentiment, device),
             "part of speech": token_probe(encoder, pos, config.seeds, config, device),
-            "part of speech, fine-tuned": token_fine_tune(
-                encoder, pos, config.seeds, fine_tuning_settings(config, len(pos.train), epochs), device)}
+            "part of speech, fine-tuned": token_fine_tune(encoder, pos, config.seeds, tune_pos,
+                                                          device)}
 
 
 # %% [markdown]
