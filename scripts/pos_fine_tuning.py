@@ -13,17 +13,15 @@ budget. One fine-tuning seed per encoder; both pretraining seeds of every arm.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Any
 
 from labnotes.chinese_wwm import ChineseWWMTask, fine_tuning_settings, labelled_tasks
-from labnotes.downstream import most_frequent_label, seeded, token_fine_tune
+from labnotes.downstream import seeded, token_fine_tune
 from labnotes.experiments import chinese_wwm as experiment
-from labnotes.experiments.common import (in_processes, markdown_table, pyplot, redraw, run,
-                                         save_figure, slug, write_table)
-from labnotes.mlm import IGNORE
+from labnotes.experiments.common import (in_processes, markdown_table, pyplot, save_figure,
+                                         script_main, slug, write_table)
 from labnotes.training import load_checkpoint, pick_device
 from labnotes.transformer import Encoder
 
@@ -57,9 +55,8 @@ def score(item: tuple[str, int]) -> dict[str, Any]:
     device = pick_device(config.train.device)
     budgets = {str(epochs): token_fine_tune(encoder, pos, 1, fine_tuning_settings(
         settings, len(pos.train), epochs), device) for epochs in EPOCHS}
-    guesses = most_frequent_label(pos) == pos.test.labels[pos.test.labels != IGNORE]
     return {"budgets": budgets,
-            "lookup": {"correct": [guesses.tolist()], "groups": budgets[str(EPOCHS[0])]["groups"]},
+            "lookup": experiment.tag_lookup(pos, budgets[str(EPOCHS[0])]["groups"]),
             "steps": {str(e): fine_tuning_settings(settings, len(pos.train), e).steps
                       for e in EPOCHS}}
 
@@ -119,18 +116,8 @@ def draw(results: dict[str, Any], out_dir: Path) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--redraw", action="store_true", help="draw from the stored results.json")
-    parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument("--jobs", type=int, default=1, help="encoders fine-tuned at a time")
-    args = parser.parse_args()
-    if args.redraw:
-        redraw(sys.modules[__name__], args.out)
-    else:
-        run(sys.modules[__name__], args.out, command=COMMAND, work_dir="runs/pos-fine-tuning",
-            jobs=args.jobs)
-    return 0
-
+    return script_main(sys.modules[__name__], out=OUT, command=COMMAND,
+                       work_dir="runs/pos-fine-tuning")
 
 if __name__ == "__main__":
     sys.exit(main())

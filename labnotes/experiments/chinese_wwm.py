@@ -172,13 +172,17 @@ def floors_and_sizes(tasks: dict[str, Any], settings: DownstreamConfig,
                      scores: dict[str, Any]) -> dict[str, Any]:
     """The two floors without an encoder, and what the table says of the tasks."""
     sentiment, pos = tasks["sentiment"], tasks["part of speech"]
-    guesses = most_frequent_label(pos) == pos.test.labels[pos.test.labels != IGNORE]
     return {"floors": {"sentiment": bag_of_tokens(sentiment, settings.seeds, settings),
-                       "part of speech": {"correct": [guesses.tolist()],
-                                          "groups": scores["part of speech"]["groups"]}},
+                       "part of speech": tag_lookup(pos, scores["part of speech"]["groups"])},
             "tag_count": pos.num_labels, "majority_tag_share": majority_share(pos),
             "labelled_sizes": {"sentiment": [len(sentiment.train), len(sentiment.test)],
                                "part of speech": [len(pos.train), len(pos.test)]}}
+
+
+def tag_lookup(pos: Any, groups: list[int]) -> dict[str, Any]:
+    """The most frequent tag of each character as a run: right or not on each test character."""
+    guesses = most_frequent_label(pos) == pos.test.labels[pos.test.labels != IGNORE]
+    return {"correct": [guesses.tolist()], "groups": groups}
 
 
 def run_experiment(work_dir: Path, *, quick: bool = False, progress: bool = True,

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import json
 import math
 import multiprocessing
@@ -83,15 +84,21 @@ def run_in_notebook(experiment: ModuleType, name: str) -> None:
 
 def script_main(experiment: ModuleType, *, out: Path, command: str, work_dir: str) -> int:
     """The command line of a script that is an experiment of its own (`scripts/*_costs.py`):
-    run it and store its results in `out` (or `--out`), or `--redraw` them from there."""
+    run it and store its results in `out` (or `--out`), or `--redraw` them from there; `--jobs`
+    too when its `run_experiment` takes `jobs`."""
     parser = argparse.ArgumentParser(description=(experiment.__doc__ or "").split("\n\n")[0])
     parser.add_argument("--redraw", action="store_true", help="draw from the stored results.json")
     parser.add_argument("--out", type=Path, default=out)
+    takes_jobs = "jobs" in inspect.signature(experiment.run_experiment).parameters
+    if takes_jobs:
+        parser.add_argument("--jobs", type=int, default=1,
+                            help="runs at a time, each in a process of one thread")
     args = parser.parse_args()
     if args.redraw:
         redraw(experiment, args.out)
     else:
-        run(experiment, args.out, command=command, work_dir=work_dir)
+        run(experiment, args.out, command=command, work_dir=work_dir,
+            **({"jobs": args.jobs} if takes_jobs else {}))
     return 0
 
 
