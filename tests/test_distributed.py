@@ -62,8 +62,6 @@ def build(paper: str, corpus: CorpusConfig, **train_changes):
 
 
 def free_port() -> int:
-    """A port free now, for forked processes that bind it a moment later (another process could
-    take it first; torchrun tests use `--standalone`, where torchrun picks and holds its own)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -177,7 +175,7 @@ TINY = ["--steps", "40", "--batch-size", "8", "--seq-len", "32", "--device", "cp
 def test_killed_with_minus_9_under_torchrun_resumes_to_the_same_weights(corpus, tmp_path):
     args = ["train", "mlm", "--data", corpus.data, "--out", str(tmp_path / "killed"), *TINY]
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                "--standalone", "-m", "labnotes"]
+                "--master_port", str(free_port()), "-m", "labnotes"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run = subprocess.Popen([*torchrun, *args], env=env, start_new_session=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -306,7 +304,7 @@ def test_two_processes_train_one_warm_start_and_file_it_once(corpus, fresh_cache
             "--set", "eval_every=2", "--set", "checkpoint_every=2",
             "--set", "warm_start_steps=2"]
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                "--standalone", "-m", "labnotes"]
+                "--master_port", str(free_port()), "-m", "labnotes"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "LABNOTES_CACHE": str(fresh_cache)}
     done = subprocess.run([*torchrun, *args], env=env, capture_output=True, text=True,
                           timeout=300)

@@ -60,14 +60,14 @@ def test_nccl_two_gpus_train_the_run_of_one(tmp_path):
     import sys
 
     from tests.test_cli import write_small_corpus
-    from tests.test_distributed import TINY
+    from tests.test_distributed import TINY, free_port
 
     data = write_small_corpus(tmp_path / "small.txt", documents=120)
     settings = [*TINY, "--set", "precision=fp32", "--set", "tf32=false"]
     settings[settings.index("--device") + 1] = "cuda"
     runs = {"one": [sys.executable, "-m", "labnotes"],
             "two": [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                    "--standalone", "-m", "labnotes"]}
+                    "--master_port", str(free_port()), "-m", "labnotes"]}
     for name, launcher in runs.items():
         result = subprocess.run([*launcher, "train", "mlm", "--data", str(data), "--out",
                                  str(tmp_path / name), *settings], capture_output=True,
